@@ -1,0 +1,34 @@
+"""Shared fixtures. Reference data lives beside the checkout in ../shared (CI clones it that way)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def reference_dir() -> Path:
+    """``$VIDEPLOY_REFERENCE_DIR`` or ``../shared/reference`` beside the checkout."""
+    env = os.environ.get("VIDEPLOY_REFERENCE_DIR")
+    return Path(env) if env else REPO.parent / "shared" / "reference"
+
+
+def reference_vectors() -> list[Path]:
+    d = reference_dir()
+    vectors = sorted(d.glob("*.npz"))
+    if not vectors and os.environ.get("CI"):
+        raise RuntimeError(f"no reference vectors found in {d}; CI must run with shared/ beside the checkout")
+    return vectors
+
+
+@pytest.fixture(scope="session")
+def ref_dir() -> Path:
+    d = reference_dir()
+    if not d.is_dir():
+        if os.environ.get("CI"):
+            pytest.fail(f"reference directory {d} is missing")
+        pytest.skip(f"reference directory {d} is missing (set VIDEPLOY_REFERENCE_DIR)")
+    return d

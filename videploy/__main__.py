@@ -1,0 +1,5 @@
+import sys
+
+from videploy.cli import main
+
+sys.exit(main())

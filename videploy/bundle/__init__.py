@@ -1,0 +1,30 @@
+"""The bundle: the contract between export (writes it) and runtime (reads it). Torch-free."""
+
+from videploy.bundle.manifest import (
+    FORMAT_VERSION,
+    MANIFEST_NAME,
+    BatchRange,
+    EarlyExit,
+    GraphSpec,
+    Manifest,
+    Preprocessing,
+    TensorSpec,
+    read_manifest,
+    write_manifest,
+)
+from videploy.bundle.writer import staged_bundle, updating_bundle
+
+__all__ = [
+    "FORMAT_VERSION",
+    "MANIFEST_NAME",
+    "BatchRange",
+    "EarlyExit",
+    "GraphSpec",
+    "Manifest",
+    "Preprocessing",
+    "TensorSpec",
+    "read_manifest",
+    "staged_bundle",
+    "updating_bundle",
+    "write_manifest",
+]

@@ -1,0 +1,1 @@
+"""Post-training fitting on data: INT8 Q/DQ quantization and AdaFocusV3 exit thresholds."""

@@ -1,0 +1,1 @@
+"""PyTorch -> ONNX bundles (verified against PyTorch) and TensorRT engines."""

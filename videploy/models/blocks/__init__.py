@@ -1,0 +1,1 @@
+"""Reusable backbones and blocks with official state-dict key names."""

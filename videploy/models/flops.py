@@ -1,0 +1,3 @@
+"""Placeholder."""
+def count_gflops(model, inputs):
+    raise NotImplementedError
