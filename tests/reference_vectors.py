@@ -83,7 +83,8 @@ def _strip_comment(text: str) -> str:
 
 
 def _to_tensor(a: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(a))
+    # reshape: np.ascontiguousarray turns 0-d arrays (num_batches_tracked) into shape (1,)
+    return torch.from_numpy(np.ascontiguousarray(a).reshape(a.shape))
 
 
 def _to_numpy(x: Any) -> np.ndarray:
