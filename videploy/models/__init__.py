@@ -8,6 +8,7 @@ from videploy.models.registry import REGISTRY, available, create, families, get,
 # Family modules register themselves on import; the order is the listing order.
 from videploy.models import video_focalnet as _video_focalnet  # noqa: F401,E402
 from videploy.models import stam as _stam  # noqa: F401,E402
+from videploy.models import blocks as _blocks  # noqa: F401,E402  (component families: mobilenet_v2, resnet)
 from videploy.models import adafocusv3 as _adafocusv3  # noqa: F401,E402
 
 from videploy.models.checkpoint import load_checkpoint  # noqa: E402

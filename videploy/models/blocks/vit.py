@@ -15,6 +15,7 @@ from typing import Callable
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from videploy.errors import VideployError
 
@@ -78,9 +79,9 @@ class PatchEmbed(nn.Module):
 class Attention(nn.Module):
     """Multi-head self-attention with one fused ``qkv`` projection and an output ``proj``.
 
-    Written as explicit matmuls, ``softmax((q @ k^T) * scale) @ v``, in the same order as the
-    reference implementation so float32 results agree to rounding; ONNX exporters and TensorRT
-    recognise the pattern without a fused attention op.
+    The product ``softmax((q @ k^T) * scale) @ v`` goes through ``scaled_dot_product_attention``:
+    the exporter lowers it to plain MatMul/Softmax (TensorRT fuses that pattern itself), and the
+    FLOP counter can tell attention products from layers with weights (``count_gflops``).
     """
 
     def __init__(
@@ -110,9 +111,9 @@ class Attention(nn.Module):
         # (B, N, 3D) -> (3, B, heads, N, head_dim)
         qkv = self.qkv(x).reshape(batch, tokens, 3, heads, dim // heads).permute(2, 0, 3, 1, 4)
         q, k, v = qkv.unbind(0)
-        attn = (q @ k.transpose(-2, -1)) * self.scale
-        attn = self.attn_drop(attn.softmax(dim=-1))
-        x = (attn @ v).transpose(1, 2).reshape(batch, tokens, dim)
+        drop = self.attn_drop.p if self.training else 0.0
+        x = F.scaled_dot_product_attention(q, k, v, dropout_p=drop, scale=self.scale)
+        x = x.transpose(1, 2).reshape(batch, tokens, dim)
         return self.proj_drop(self.proj(x))
 
 
