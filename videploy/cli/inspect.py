@@ -1,0 +1,140 @@
+"""``videploy inspect``: what a bundle holds, readable (or the manifest as JSON). Needs no torch."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+DESCRIPTION = """\
+Show a bundle's manifest as a summary: the model and whether its weights are real or RANDOM,
+every graph with its inputs/outputs (names, shapes, dtypes), file sizes, precision, TensorRT
+engines, GFLOPs per graph and per exit (AdaFocusV3), preprocessing, the verification result
+of the export, and provenance (versions, opset, checkpoint hash). The manifest is validated
+(paths stay inside the bundle, every listed file exists) before anything is shown.
+"""
+
+EPILOG = """\
+examples:
+  videploy inspect vfn_t/
+  videploy inspect ada/ --json | jq .early_exit
+"""
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        "inspect",
+        help="summarise a bundle (graphs, I/O, GFLOPs, verification, provenance)",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("bundle", metavar="DIR", help="bundle directory")
+    p.add_argument("--json", action="store_true", help="print the validated manifest as JSON")
+    p.set_defaults(func=run)
+    return p
+
+
+def _size(path: Path) -> str:
+    n = path.stat().st_size
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return ""  # pragma: no cover
+
+
+def _shape(shape: tuple) -> str:
+    return "(" + ", ".join(str(d) for d in shape) + ")"
+
+
+def run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from videploy.bundle.manifest import read_manifest
+
+    root = Path(args.bundle)
+    m = read_manifest(root)
+    out = Console(soft_wrap=True)
+    if args.json:
+        out.print_json(json.dumps(m.to_dict()))
+        return 0
+
+    if m.weights:
+        weights = f"{m.weights.get('file', '?')} (sha256 {str(m.weights.get('sha256', '?'))[:16]}...)"
+    else:
+        weights = "[bold red]RANDOM (no checkpoint given at export; predictions are meaningless)[/]"
+    out.print(f"[bold]{m.model_name}[/] ({m.family}), {m.num_classes} classes, bundle format {m.format_version}")
+    out.print(f"weights: {weights}")
+    out.print(f"labels: {m.labels or 'none (class indices only)'}")
+    out.print(f"precision of the graphs: {m.precision}; opset {m.opset}; batch min {m.batch.min} opt {m.batch.opt} max {m.batch.max}" + ("" if m.batch.dynamic else " (fixed)"))
+    p = m.preprocessing
+    out.print(
+        f"preprocessing: {p.num_frames} frames, {p.sampling} sampling (interval {p.frame_interval}), resize short side {p.resize_short or 'straight'} -> "
+        f"crop {p.crop_size[0]}x{p.crop_size[1]}, {p.channel_order} x {p.scale:g}, mean {list(p.mean)}, std {list(p.std)}, layout {p.layout}; "
+        f"official test views {p.num_clips} clip(s) x {p.num_crops} crop(s)",
+        highlight=False,
+    )
+    out.print(f"GFLOPs per view: {m.gflops_per_view:.3f}")
+
+    for g in m.graphs:
+        out.print(f"[bold]graph '{g.role}'[/]: {g.file} ({_size(root / g.file)}), {g.gflops:.4f} GFLOPs per video per call")
+        io = Table(show_header=True, box=None, padding=(0, 2, 0, 4))
+        for col in ("", "name", "shape", "dtype"):
+            io.add_column(col)
+        for t in g.inputs:
+            io.add_row("in", t.name, _shape(t.shape), t.dtype)
+        for t in g.outputs:
+            io.add_row("out", t.name, _shape(t.shape), t.dtype)
+        out.print(io)
+        for prec, f in g.engines.items():
+            out.print(f"    engine {prec}: {f} ({_size(root / f)})", highlight=False)
+        for prec, f in g.variants.items():
+            out.print(f"    {prec} graph: {f} ({_size(root / f)})", highlight=False)
+        if not g.engines:
+            out.print("    engines: none (videploy build DIR --precision fp16)", highlight=False)
+
+    if m.early_exit is not None:
+        e = m.early_exit
+        ex = Table(title=f"exits ({e.criterion} in nats; glance frames {list(e.glance_indices)} of {e.num_segments}, {e.num_steps} steps, patch {e.patch_size})")
+        for col in ("exit", "after", "cumulative GFLOPs", "threshold"):
+            ex.add_column(col)
+        for t, gf in enumerate(e.exit_gflops):
+            th = "not calibrated" if e.thresholds is None else f"{e.thresholds[t]:g}"
+            ex.add_row(str(t), "glance" if t == 0 else f"local step {t}", f"{gf:.3f}", th)
+        out.print(ex)
+
+    v = m.verification
+    if v is None:
+        out.print("verification: [bold red]none recorded[/]")
+    else:
+        status = "[green]passed[/]" if v.get("passed") else "[bold red]FAILED[/]"
+        out.print(f"verification {status}: {v.get('backend', '')}; {v.get('inputs', '')}; batch sizes {v.get('batch_sizes')}", highlight=False)
+        out.print(f"  criterion: {v.get('criterion', '')}", highlight=False)
+        worst: dict[str, dict] = {}
+        for row in v.get("outputs", []):
+            key = f"{row['graph']}.{row['output']}"
+            rel = row.get("max_rel")
+            cur = worst.get(key)
+            if cur is None or (isinstance(rel, (int, float)) and isinstance(cur.get("max_rel"), (int, float)) and rel > cur["max_rel"]):
+                worst[key] = row
+        vt = Table()
+        for col in ("output", "worst call", "max abs", "max rel", "cosine", "top-1"):
+            vt.add_column(col, no_wrap=True)
+        for key, row in worst.items():
+            if row.get("exact"):
+                vt.add_row(key, row["call"], "exact" if row["passed"] else "DIFFERS", "", "", "")
+            else:
+                top1 = "" if row.get("top1") is None else f"{row['top1']:.0%}"
+                vt.add_row(key, row["call"], f"{row['max_abs']:.2e}", f"{row['max_rel']:.2e}", f"{row['cosine']:.7f}", top1)
+        out.print(vt)
+
+    prov = dict(m.provenance)
+    trt = prov.pop("tensorrt", None)
+    out.print("provenance: " + ", ".join(f"{k} {v}" for k, v in prov.items() if not isinstance(v, dict) and v not in (None, "")), highlight=False)
+    if trt:
+        for prec, info in trt.items():
+            out.print(f"TensorRT {prec}: {info}", highlight=False)
+    return 0
