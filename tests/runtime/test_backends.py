@@ -1,0 +1,167 @@
+"""The backend contract: one set of checks, run against every backend.
+
+Each backend must compute what the PyTorch module computes, reject wrong inputs with an error
+that names the input, count its work, and support the device-handle protocol (fetch / take /
+concat / to_host) that AdaFocusV3's early exits use.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from tests.runtime.conftest import BACKEND_NAMES
+from tests.runtime.toys import SIZE, TF, TG, D, K
+from videploy.errors import VideployError
+from videploy.runtime.adaptive import AdaptiveRunner
+
+RTOL, ATOL = 1e-5, 1e-5
+
+
+@pytest.fixture(params=BACKEND_NAMES)
+def backend_name(request) -> str:
+    return request.param
+
+
+def _video(batch: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).standard_normal((batch, 4, 3, SIZE, SIZE)).astype(np.float32)
+
+
+def test_static_graph_matches_pytorch(backend_name, make_backend, static_dir, toy_static):
+    b = make_backend(backend_name, static_dir, toy_static)
+    for batch in (1, 3, 8):
+        x = _video(batch, seed=batch)
+        got = b.run("main", {"video": x})["logits"]
+        with torch.no_grad():
+            ref = toy_static(torch.from_numpy(x)).numpy()
+        assert isinstance(got, np.ndarray) and got.shape == (batch, 7)
+        np.testing.assert_allclose(got, ref, rtol=RTOL, atol=ATOL)
+    assert b.counters.calls == {"main": 3} and b.counters.rows == {"main": 12}
+
+
+@pytest.mark.parametrize(
+    "inputs, message",
+    [
+        ({}, "missing \\['video'\\]"),
+        ({"video": _video(1), "extra": _video(1)}, "unexpected \\['extra'\\]"),
+        ({"frames": _video(1)}, "missing \\['video'\\].*unexpected \\['frames'\\]"),
+        ({"video": _video(1).astype(np.float64)}, "input 'video' of graph 'main' must be float32, got float64"),
+        ({"video": _video(1)[0]}, "input 'video' .* must have 5 dimensions"),
+        ({"video": np.zeros((1, 5, 3, SIZE, SIZE), np.float32)}, "input 'video' .*dimension 1 is 5, not 4"),
+        ({"video": np.zeros((9, 4, 3, SIZE, SIZE), np.float32)}, "batch of 9, but the bundle accepts batches of 1 to 8"),
+        ({"video": [[1.0]]}, "input 'video' .* must be a numpy array"),
+    ],
+    ids=["missing", "extra", "renamed", "dtype", "rank", "fixed-dim", "batch-too-large", "not-an-array"],
+)
+def test_bad_inputs_are_named(backend_name, make_backend, static_dir, toy_static, inputs, message):
+    b = make_backend(backend_name, static_dir, toy_static)
+    with pytest.raises(VideployError, match=message):
+        b.run("main", inputs)
+    assert b.counters.calls == {}  # nothing ran
+
+
+def test_inconsistent_batch_and_unknown_names(backend_name, make_backend, adaptive_dir, toy_adafocus):
+    b = make_backend(backend_name, adaptive_dir, toy_adafocus)
+    ok = {
+        "frames": np.zeros((2, K, 3, SIZE, SIZE), np.float32),
+        "action": np.zeros((2, 4), np.float32),
+        "step": np.zeros(2, np.int64),
+        "local_state": np.zeros((2, D), np.float32),
+        "global_state": np.zeros((2, D), np.float32),
+    }
+    with pytest.raises(VideployError, match="input 'global_state' of graph 'local' has 'batch' = 3 .* an earlier input has 'batch' = 2"):
+        b.run("local", {**ok, "global_state": np.zeros((3, D), np.float32)})
+    with pytest.raises(VideployError, match="input 'step' of graph 'local' must be int64, got int32"):
+        b.run("local", {**ok, "step": np.zeros(2, np.int32)})
+    with pytest.raises(VideployError, match="no graph 'main'"):
+        b.run("main", {})
+    with pytest.raises(VideployError, match="no output 'nope'"):
+        b.run("local", ok, fetch=["nope"])
+    out = b.run("local", ok, fetch=["entropy"])
+    assert isinstance(out["entropy"], np.ndarray) and out["entropy"].shape == (2,)
+
+
+def test_adaptive_chain_with_device_handles(backend_name, make_backend, adaptive_dir, toy_adafocus):
+    """glance -> policy -> local steps through the runner: equals the PyTorch chain at every exit."""
+    b = make_backend(backend_name, adaptive_dir, toy_adafocus)
+    from videploy.bundle.manifest import read_manifest
+
+    runner = AdaptiveRunner(b, read_manifest(adaptive_dir))
+    videos = np.random.default_rng(3).standard_normal((5, 6, 3, SIZE, SIZE)).astype(np.float32)
+    ref = toy_adafocus.full_exits(torch.from_numpy(videos)).numpy()  # (5, Tf+1, C)
+    full = runner.run(list(videos), thresholds=[-np.inf] * (TF + 1), batch_size=3, continuous=True)
+    for i, oc in enumerate(full):
+        assert oc.exit == TF
+        np.testing.assert_allclose(oc.logits, ref[i, TF], rtol=RTOL, atol=ATOL)
+    # exits: a threshold between the entropies splits the videos at each step
+    ent = np.array([oc.entropies for oc in full])
+    eta = [float(np.median(ent[:, t])) for t in range(TF + 1)]
+    early = runner.run(list(videos), thresholds=eta, batch_size=3)
+    for i, oc in enumerate(early):
+        np.testing.assert_allclose(oc.logits, ref[i, oc.exit], rtol=RTOL, atol=ATOL)
+    assert len({oc.exit for oc in early}) > 1
+
+
+def test_device_helpers_roundtrip(backend_name, make_backend, adaptive_dir, toy_adafocus):
+    b = make_backend(backend_name, adaptive_dir, toy_adafocus)
+    frames = np.random.default_rng(0).standard_normal((4, TG, 3, SIZE, SIZE)).astype(np.float32)
+    host = b.run("glance", {"frames": frames}, fetch=["global_state"])["global_state"]
+    gs = b.run("glance", {"frames": frames}, fetch=["entropy"])["global_state"]  # may stay on the device
+    np.testing.assert_array_equal(b.to_host(gs), host)
+    picked = b.take(gs, [3, 1])
+    np.testing.assert_array_equal(b.to_host(picked), host[[3, 1]])
+    joined = b.concat([picked, np.zeros((1, D), np.float32)])
+    np.testing.assert_array_equal(b.to_host(joined), np.concatenate([host[[3, 1]], np.zeros((1, D), np.float32)]))
+
+
+def test_backend_activation_errors(monkeypatch, static_dir):
+    from videploy.bundle.manifest import read_manifest
+    from videploy.runtime.backends import backend_class
+    from videploy.runtime.backends.onnxruntime import OnnxRuntimeBackend
+
+    m = read_manifest(static_dir)
+    with pytest.raises(VideployError, match="unknown backend 'tensorflow'"):
+        backend_class("tensorflow")
+    with pytest.raises(VideployError, match="runs on 'cpu', 'cuda', 'tensorrt', not 'tpu'"):
+        OnnxRuntimeBackend(static_dir, m, device="tpu")
+    import onnxruntime
+
+    if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
+        with pytest.raises(VideployError, match="no CUDAExecutionProvider.*onnxruntime-gpu"):
+            OnnxRuntimeBackend(static_dir, m, device="cuda")
+    with pytest.raises(VideployError, match="no int8 ONNX variant of graph 'main'"):
+        OnnxRuntimeBackend(static_dir, m, precision="int8")
+    # a backend whose library is missing says how to install it
+    monkeypatch.setitem(__import__("sys").modules, "tensorrt", None)
+    with pytest.raises(VideployError, match="needs the Python package 'tensorrt'.*pip install tensorrt"):
+        backend_class("tensorrt")(static_dir, m, device="cuda")
+    with pytest.raises(VideployError, match="runs on 'cuda', not 'cpu'"):
+        backend_class("tensorrt")(static_dir, m, device="cpu")
+
+
+def test_damaged_graph_file(tmp_path, static_dir):
+    import shutil
+
+    from videploy.bundle.manifest import read_manifest
+    from videploy.runtime.backends.onnxruntime import OnnxRuntimeBackend
+
+    d = shutil.copytree(static_dir, tmp_path / "b")
+    (d / "main.onnx").write_bytes(b"garbage")
+    with pytest.raises(VideployError, match="cannot load graph 'main'.*re-export"):
+        OnnxRuntimeBackend(d, read_manifest(d))
+
+
+def test_torch_backend_needs_the_exported_weights(tmp_path, adaptive_dir):
+    from videploy.bundle.manifest import read_manifest
+    from videploy.export.torch_backend import TorchBackend
+
+    m = read_manifest(adaptive_dir)  # records a checkpoint (toy.pth), so random re-initialisation is not an option
+    with pytest.raises(VideployError, match="exported from checkpoint 'toy.pth'; give the torch backend that checkpoint"):
+        TorchBackend(adaptive_dir, m)
+    other = tmp_path / "other.pth"
+    other.write_bytes(b"not the same weights")
+    with pytest.raises(VideployError, match="not the one the bundle was exported from"):
+        TorchBackend(adaptive_dir, m, checkpoint=other)
+    with pytest.raises(VideployError, match="does not exist"):
+        TorchBackend(adaptive_dir, m, checkpoint=tmp_path / "missing.pth")

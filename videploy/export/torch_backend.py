@@ -1,0 +1,115 @@
+"""The PyTorch reference backend: runs the model's ``deploy_graphs()`` modules behind the runtime's
+:class:`~videploy.runtime.backends.base.Backend` interface, for parity tests and benchmarks.
+
+It lives outside ``videploy.runtime`` because it needs torch and the model code, which the runtime
+never imports. Use it by passing the class (or a ``functools.partial`` with options) as the backend:
+
+    from functools import partial
+    from videploy import runtime
+    from videploy.export.torch_backend import TorchBackend
+    rec = runtime.load("bundle/", backend=partial(TorchBackend, model=my_model))
+
+The modules come from ``model=`` (a :class:`~videploy.models.base.VideoModel`), else they are rebuilt
+from the manifest: ``checkpoint=`` (its SHA-256 must match the manifest's ``weights``), or — for a
+bundle exported without weights — the same seeded random initialisation export uses
+(``torch.manual_seed(0)`` then ``create(family, **config)``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Collection, Mapping
+
+import numpy as np
+
+from videploy.bundle.manifest import GraphSpec, Manifest
+from videploy.errors import VideployError
+from videploy.optional import require
+from videploy.runtime.backends.base import Backend
+
+if TYPE_CHECKING:  # pragma: no cover
+    from videploy.models.base import VideoModel
+
+# Seed export uses for a model without a checkpoint (videploy.export.api.build_model).
+RANDOM_INIT_SEED = 0
+
+
+class TorchBackend(Backend):
+    name = "torch"
+    devices = ("cpu", "cuda")
+
+    def __init__(
+        self,
+        bundle_dir: str | Path,
+        manifest: Manifest,
+        device: str = "cpu",
+        precision: str | None = None,
+        model: "VideoModel | None" = None,
+        checkpoint: str | Path | None = None,
+    ):
+        self._model = model
+        self._checkpoint = checkpoint
+        self._modules: dict[str, Any] = {}
+        super().__init__(bundle_dir, manifest, device=device, precision=precision)
+
+    def _activate(self) -> None:
+        self.torch = require("torch", "the PyTorch reference backend")
+        if self.device == "cuda" and not self.torch.cuda.is_available():
+            raise VideployError("the torch backend was asked for --device cuda, but torch sees no CUDA GPU; use --device cpu or a CUDA build of torch")
+        if self.precision not in (None, "fp32", "fp16"):
+            raise VideployError(f"the torch backend runs fp32 or fp16, not {self.precision!r}")
+        model = self._model if self._model is not None else self._rebuild()
+        if getattr(model, "family", None) != self.manifest.family:
+            raise VideployError(f"the model given to the torch backend is a {getattr(model, 'family', type(model).__name__)!r} model, but the bundle is {self.manifest.family!r}")
+        model = model.eval().to(self.device)
+        if self.precision == "fp16":
+            model = model.half()
+        self._graphs = model.deploy_graphs()
+        for g in self._graphs.values():
+            g.eval()
+
+    def _rebuild(self) -> "VideoModel":
+        from videploy.models import create, load_checkpoint
+
+        m = self.manifest
+        if m.weights is None:
+            self.torch.manual_seed(RANDOM_INIT_SEED)
+            return create(m.family, **dict(m.config))
+        if self._checkpoint is None:
+            raise VideployError(
+                f"bundle {m.model_name!r} was exported from checkpoint {m.weights.get('file')!r}; give the torch backend "
+                "that checkpoint (checkpoint=PATH) or the model itself (model=...)"
+            )
+        from videploy.models.checkpoint import file_sha256
+
+        path = Path(self._checkpoint)
+        if not path.is_file():
+            raise VideployError(f"checkpoint {str(path)!r} does not exist")
+        want = m.weights.get("sha256")
+        if want:
+            if file_sha256(path) != want:
+                raise VideployError(f"checkpoint {str(path)!r} is not the one the bundle was exported from (SHA-256 differs); pass {m.weights.get('file')!r}")
+        model = create(m.family, **dict(m.config))
+        load_checkpoint(model, path)
+        return model
+
+    def _load(self, graph: GraphSpec) -> None:
+        module = self._graphs.get(graph.role)
+        if module is None:
+            raise VideployError(f"the model has no deploy graph {graph.role!r} (it has {list(self._graphs)}); it does not match the bundle")
+        names = tuple(getattr(module, "input_names", ()))
+        if names != tuple(t.name for t in graph.inputs):
+            raise VideployError(f"deploy graph {graph.role!r} takes {list(names)}, the manifest lists {[t.name for t in graph.inputs]}")
+        self._modules[graph.role] = module
+
+    def _run_impl(self, graph: GraphSpec, inputs: Mapping[str, Any], fetch: Collection[str]) -> dict[str, Any]:
+        torch = self.torch
+        module = self._modules[graph.role]
+        args = [torch.from_numpy(np.ascontiguousarray(inputs[t.name])).to(self.device) for t in graph.inputs]
+        with torch.inference_mode():
+            outs = module(*args)
+        if isinstance(outs, torch.Tensor):
+            outs = (outs,)
+        names = tuple(getattr(module, "output_names", ())) or tuple(t.name for t in graph.outputs)
+        result = {name: t.detach().cpu().numpy() for name, t in zip(names, outs)}
+        return result

@@ -1,0 +1,294 @@
+"""AdaFocusV3 with real early termination: each video stops at its first confident exit.
+
+The three graphs (see DESIGN.md "Deployment graph contracts") run as
+
+    glance (all videos)  -> exit 0 decided: entropy(p_0) <= eta_0 ?
+    policy (only videos still active)           -> cubes: frame indices + actions + boxes
+    local step 1, 2, ... (only videos still active, batch compacted after every step)
+                          -> exit t decided: entropy(p_t) <= eta_t ?   (the last exit always stops)
+
+A video that exits leaves the batch: the next local call has fewer rows, and a video that exited
+at step t has cost exactly ``exit_gflops[t]`` (policy plus t local-encoder rows), which the
+backend's :class:`~videploy.runtime.backends.base.Counters` make visible.
+
+Two schedules, with identical per-video results (every graph is row-independent):
+
+* **batched** (default): videos run in groups of ``batch_size``; a group shrinks as its videos exit.
+* **continuous**: a stream of videos keeps the local-encoder batch full — whenever videos exit, new
+  ones are admitted (their glance + policy run), and the next local call mixes videos at different
+  steps (the graph's per-row ``step`` input selects each row's classifier).
+
+Thresholds: ``eta_t`` per exit (length ``num_steps + 1``), from the call, else the manifest, else
+``-inf`` everywhere (no early exit: the full model at its last exit). ``eta_0 = +inf`` stops every
+video at the glance and no local step runs.
+
+Between steps only the entropies (the exit decision) are fetched to the host; logits only for the
+rows that exit; features and states stay backend-side (device memory on TensorRT).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Iterator, Sequence
+
+import numpy as np
+
+from videploy.bundle.manifest import EarlyExit, Manifest
+from videploy.errors import VideployError
+from videploy.runtime.backends.base import Backend
+
+
+@dataclass(frozen=True)
+class Cube:
+    """One video cube a local step looked at."""
+
+    step: int  # 1-based focus step (exit ``step`` follows it)
+    sampled: tuple[int, ...]  # positions among the num_segments sampled frames
+    box: tuple[float, float, float, float]  # x1, y1, x2, y2 in input (cropped) pixels
+    action: tuple[float, ...]  # the policy's action (y, x, scale_y, scale_x)
+    frames: tuple[int, ...] = ()  # frame numbers in the video (filled in by the recognizer)
+
+
+@dataclass(frozen=True)
+class AdaptiveOutcome:
+    """Where one video stopped and what it cost."""
+
+    exit: int  # 0 = glance; t = after local step t
+    logits: np.ndarray  # (num_classes,) at that exit
+    entropies: tuple[float, ...]  # entropy (nats) at every exit evaluated: exits 0..exit
+    cubes: tuple[Cube, ...]  # the cubes looked at (len == exit)
+    gflops: float  # manifest exit_gflops[exit]
+    thresholds: tuple[float, ...]
+
+
+@dataclass
+class _Video:
+    key: int
+    frames: np.ndarray  # (S, 3, H, W)
+    entropies: list[float] = field(default_factory=list)
+    step: int = 0  # local steps done
+    frame_indices: np.ndarray | None = None  # (Tf, K)
+    actions: np.ndarray | None = None  # (Tf, 4)
+    boxes: np.ndarray | None = None  # (Tf, 4)
+
+
+@dataclass
+class _Pool:
+    """Videos between local steps, with their backend-side states (rows aligned with ``videos``)."""
+
+    videos: list[_Video]
+    global_state: Any = None
+    local_state: Any = None
+
+
+class AdaptiveRunner:
+    """Runs an AdaFocusV3 bundle on a backend with per-video early exits."""
+
+    def __init__(self, backend: Backend, manifest: Manifest):
+        if manifest.early_exit is None:
+            raise VideployError(f"{manifest.model_name!r} is not an adaptive (AdaFocusV3) bundle; it has no early_exit section")
+        self.backend = backend
+        self.manifest = manifest
+        self.ee: EarlyExit = manifest.early_exit
+        self.glance_indices = np.asarray(self.ee.glance_indices, dtype=np.int64)
+        last = manifest.graph("local").input("local_state").shape[-1]
+        self.state_size = last if isinstance(last, int) else self.ee.state_size
+
+    # --- thresholds -------------------------------------------------------------------------------
+    def thresholds(self, override: Sequence[float] | None = None) -> np.ndarray:
+        """eta_0..eta_Tf: ``override``, else the manifest's, else -inf (no early exit)."""
+        n = self.ee.num_steps + 1
+        if override is not None:
+            eta = np.asarray([float(x) for x in override], dtype=np.float64)
+            if eta.shape != (n,):
+                raise VideployError(
+                    f"{self.manifest.model_name!r} has {n} exits (glance + {self.ee.num_steps} focus steps), so it needs {n} thresholds, got {eta.size}"
+                )
+        elif self.ee.thresholds is not None:
+            eta = np.asarray(self.ee.thresholds, dtype=np.float64)
+        else:
+            eta = np.full(n, -math.inf)
+        if np.isnan(eta).any():
+            raise VideployError(f"exit thresholds must be numbers (inf / -inf allowed), got {eta.tolist()}")
+        return eta
+
+    # --- public -----------------------------------------------------------------------------------
+    def run(
+        self,
+        videos: Iterable[np.ndarray],
+        thresholds: Sequence[float] | None = None,
+        batch_size: int | None = None,
+        continuous: bool = False,
+    ) -> list[AdaptiveOutcome]:
+        """Outcomes in input order. Each video is (num_segments, 3, H, W) float32 (the sampled frames)."""
+        eta = self.thresholds(thresholds)
+        bs = self._batch_size(batch_size)
+        results: dict[int, AdaptiveOutcome] = {}
+        stream = (self._video(i, v) for i, v in enumerate(videos))
+        if continuous:
+            self._run_continuous(stream, eta, bs, results)
+        else:
+            self._run_batched(stream, eta, bs, results)
+        return [results[k] for k in sorted(results)]
+
+    def _batch_size(self, batch_size: int | None) -> int:
+        rng = self.manifest.batch
+        bs = rng.max if batch_size is None else int(batch_size)
+        if bs < 1:
+            raise VideployError(f"batch size must be >= 1, got {bs}")
+        if bs > rng.max:
+            raise VideployError(f"batch size {bs} exceeds the bundle's maximum batch {rng.max}; use --batch-size {rng.max} or re-export with a larger maximum")
+        return bs
+
+    def _video(self, key: int, frames: np.ndarray) -> _Video:
+        S = self.ee.num_segments
+        spec = self.manifest.graph("glance").input("frames")
+        if frames.ndim != 4 or frames.shape[0] != S:
+            raise VideployError(f"an AdaFocusV3 video input must be ({S}, 3, H, W) (the {S} sampled frames), got shape {tuple(frames.shape)}")
+        return _Video(key=key, frames=np.ascontiguousarray(frames, dtype=spec.dtype))
+
+    # --- schedules --------------------------------------------------------------------------------
+    def _run_batched(self, stream: Iterator[_Video], eta: np.ndarray, bs: int, results: dict[int, AdaptiveOutcome]) -> None:
+        while True:
+            group = _take(stream, bs)
+            if not group:
+                return
+            pool = self._admit(group, eta, results)
+            while pool.videos:
+                self._local_step(pool, eta, results)
+
+    def _run_continuous(self, stream: Iterator[_Video], eta: np.ndarray, bs: int, results: dict[int, AdaptiveOutcome]) -> None:
+        pool = _Pool(videos=[])
+        exhausted = False
+        while True:
+            # fill the pool; newcomers that exit at the glance leave room for more
+            room = bs - len(pool.videos)
+            while room > 0 and not exhausted:
+                newcomers = _take(stream, room)
+                exhausted = len(newcomers) < room
+                if newcomers:
+                    self._merge(pool, self._admit(newcomers, eta, results))
+                room = bs - len(pool.videos)
+            if not pool.videos:
+                if exhausted:
+                    return
+                continue
+            self._local_step(pool, eta, results)
+
+    # --- the steps --------------------------------------------------------------------------------
+    def _admit(self, group: list[_Video], eta: np.ndarray, results: dict[int, AdaptiveOutcome]) -> _Pool:
+        """Glance for all of ``group``; policy for those that do not exit at the glance."""
+        b = self.backend
+        frames = np.stack([v.frames[self.glance_indices] for v in group])
+        out = self._call("glance", {"frames": frames}, fetch=("entropy",))
+        ent = np.asarray(out["entropy"], dtype=np.float64).reshape(len(group))
+        for v, e in zip(group, ent):
+            v.entropies.append(float(e))
+        stop = (ent <= eta[0]) | (self.ee.num_steps == 0)
+        self._finish([v for v, s in zip(group, stop) if s], np.flatnonzero(stop), out["logits"], eta, results)
+        rest = np.flatnonzero(~stop)
+        if rest.size == 0:
+            return _Pool(videos=[])
+        active = [group[i] for i in rest]
+        all_rows = rest.size == len(group)
+        featmap = out["featmap"] if all_rows else b.take(out["featmap"], rest)
+        global_feat = out["global_feat"] if all_rows else b.take(out["global_feat"], rest)
+        global_state = b.take(out["global_state"], rest)
+        pol = self._call("policy", {"featmap": featmap, "global_feat": global_feat})
+        fidx = np.asarray(pol["frame_indices"]).astype(np.int64)
+        S = self.ee.num_segments
+        if fidx.min() < 0 or fidx.max() >= S:
+            raise VideployError(f"the policy graph chose frame indices outside [0, {S}) ({fidx.min()}..{fidx.max()}); the bundle's graphs are inconsistent, re-export it")
+        for j, v in enumerate(active):
+            v.frame_indices = fidx[j].reshape(self.ee.num_steps, -1)
+            v.actions = np.asarray(pol["actions"][j], dtype=np.float32)
+            v.boxes = np.asarray(pol["boxes"][j], dtype=np.float64)
+        dtype = self.manifest.graph("local").input("local_state").dtype
+        # zeros before the first step are exact: the local MLP output is post-ReLU (>= 0) and the state is a running max
+        local_state = np.zeros((len(active), self.state_size), dtype=dtype)
+        return _Pool(videos=active, global_state=global_state, local_state=local_state)
+
+    def _local_step(self, pool: _Pool, eta: np.ndarray, results: dict[int, AdaptiveOutcome]) -> None:
+        b = self.backend
+        vids = pool.videos
+        frames = np.stack([v.frames[v.frame_indices[v.step]] for v in vids])
+        action = np.stack([v.actions[v.step] for v in vids]).astype(self.manifest.graph("local").input("action").dtype)
+        step = np.asarray([v.step for v in vids], dtype=np.int64)
+        out = self._call(
+            "local",
+            {"frames": frames, "action": action, "step": step, "local_state": pool.local_state, "global_state": pool.global_state},
+            fetch=("entropy",),
+        )
+        ent = np.asarray(out["entropy"], dtype=np.float64).reshape(len(vids))
+        stop = np.zeros(len(vids), dtype=bool)
+        for i, v in enumerate(vids):
+            v.step += 1
+            v.entropies.append(float(ent[i]))
+            stop[i] = ent[i] <= eta[v.step] or v.step == self.ee.num_steps
+        self._finish([v for v, s in zip(vids, stop) if s], np.flatnonzero(stop), out["logits"], eta, results)
+        keep = np.flatnonzero(~stop)
+        pool.videos = [vids[i] for i in keep]
+        if keep.size:
+            pool.local_state = b.take(out["next_local_state"], keep)
+            pool.global_state = b.take(pool.global_state, keep)
+        else:
+            pool.local_state = pool.global_state = None
+
+    def _merge(self, pool: _Pool, new: _Pool) -> None:
+        if not new.videos:
+            return
+        if not pool.videos:
+            pool.videos, pool.global_state, pool.local_state = new.videos, new.global_state, new.local_state
+            return
+        b = self.backend
+        pool.videos = pool.videos + new.videos
+        pool.global_state = b.concat([pool.global_state, new.global_state])
+        pool.local_state = b.concat([pool.local_state, new.local_state])
+
+    def _finish(self, done: list[_Video], rows: np.ndarray, logits: Any, eta: np.ndarray, results: dict[int, AdaptiveOutcome]) -> None:
+        if not done:
+            return
+        host = self.backend.to_host(self.backend.take(logits, rows) if not isinstance(logits, np.ndarray) else logits[rows])
+        for v, lg in zip(done, host):
+            cubes = tuple(
+                Cube(
+                    step=t + 1,
+                    sampled=tuple(int(i) for i in v.frame_indices[t]),
+                    box=tuple(float(x) for x in v.boxes[t]),
+                    action=tuple(float(x) for x in v.actions[t]),
+                )
+                for t in range(v.step)
+            )
+            results[v.key] = AdaptiveOutcome(
+                exit=v.step,
+                logits=np.array(lg, dtype=np.float32),
+                entropies=tuple(v.entropies),
+                cubes=cubes,
+                gflops=float(self.ee.exit_gflops[v.step]),
+                thresholds=tuple(float(x) for x in eta),
+            )
+            v.frames = np.empty((0,))  # release the frames early; a long stream must not keep them
+
+    # --- a backend call that honours a fixed minimum batch ----------------------------------------
+    def _call(self, role: str, inputs: dict[str, Any], fetch: Sequence[str] | None = None) -> dict[str, Any]:
+        b = self.backend
+        n = int(next(iter(inputs.values())).shape[0])
+        pad = self.manifest.batch.min - n
+        if pad <= 0:
+            return b.run(role, inputs, fetch=fetch)
+        # a fixed-batch bundle: fill with copies of row 0, drop their outputs (the padding rows are counted)
+        zeros = np.zeros(pad, dtype=np.int64)
+        padded = {k: (np.concatenate([v, v[zeros]]) if isinstance(v, np.ndarray) else b.concat([v, b.take(v, zeros)])) for k, v in inputs.items()}
+        out = b.run(role, padded, fetch=fetch)
+        rows = np.arange(n)
+        return {k: (v[:n] if isinstance(v, np.ndarray) else b.take(v, rows)) for k, v in out.items()}
+
+
+def _take(stream: Iterator[_Video], n: int) -> list[_Video]:
+    out = []
+    for v in stream:
+        out.append(v)
+        if len(out) == n:
+            break
+    return out

@@ -1,0 +1,336 @@
+"""The recognizer: a bundle + a backend -> predictions on videos.
+
+    rec = videploy.runtime.load("bundle/")               # onnxruntime on the CPU
+    result = rec.predict("video.mp4", top_k=5)
+    print(result.top[0].label, result.top[0].probability, result.gflops)
+
+Single-graph families (Video-FocalNet, STAM) run every view of every video through ``main`` in
+batches of up to the bundle's maximum; multi-view results average the per-view softmax, as
+Video-FocalNet's official evaluation does (STAM and AdaFocusV3 evaluate one view). AdaFocusV3 runs
+through :class:`~videploy.runtime.adaptive.AdaptiveRunner` with real early exits.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence, Union
+
+import numpy as np
+
+from videploy.bundle.manifest import Manifest, read_manifest
+from videploy.errors import VideployError
+from videploy.runtime.adaptive import AdaptiveRunner, Cube
+from videploy.runtime.backends import Backend, backend_class
+from videploy.runtime.labels import read_labels
+from videploy.runtime.video import VideoInput, VideoSource, load_video
+
+BackendSpec = Union[str, Backend, Callable[..., Backend]]
+ViewSpec = Union[None, str, Sequence[int]]
+
+
+@dataclass(frozen=True)
+class ClassScore:
+    index: int
+    probability: float
+    label: str | None = None
+
+    @property
+    def name(self) -> str:
+        return self.label if self.label is not None else f"class {self.index}"
+
+
+@dataclass(frozen=True)
+class AdaptiveTrace:
+    """How far an AdaFocusV3 video went: its exit, the cubes it looked at, the entropies seen."""
+
+    exit_step: int  # 0 = glance only; t = after t local steps
+    num_steps: int  # the most it could have taken
+    cubes: tuple[Cube, ...]
+    entropies: tuple[float, ...]  # entropy (nats) at exits 0..exit_step
+    thresholds: tuple[float, ...]
+    full_gflops: float  # cost had it run every step
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """The result for one video."""
+
+    source: str
+    model_name: str
+    family: str
+    top: tuple[ClassScore, ...]  # top-k, most probable first
+    probabilities: np.ndarray  # (num_classes,) softmax (averaged over views)
+    views: tuple[int, int]  # (clips, crops)
+    frame_indices: np.ndarray  # (clips, T) frames of the video that were sampled
+    num_frames: int
+    gflops: float  # compute actually spent on this video
+    random_weights: bool  # the bundle was exported without a checkpoint: predictions mean nothing
+    notes: tuple[str, ...] = ()
+    adaptive: AdaptiveTrace | None = None
+    display_frames: np.ndarray | None = dataclasses.field(default=None, repr=False, compare=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able dict (no display frames)."""
+        d: dict[str, Any] = {
+            "source": self.source,
+            "model": self.model_name,
+            "family": self.family,
+            "top": [{"index": c.index, "label": c.label, "probability": c.probability} for c in self.top],
+            "views": {"clips": self.views[0], "crops": self.views[1]},
+            "frame_indices": self.frame_indices.tolist(),
+            "num_frames": self.num_frames,
+            "gflops": self.gflops,
+            "random_weights": self.random_weights,
+            "notes": list(self.notes),
+        }
+        if self.adaptive is not None:
+            a = self.adaptive
+            d["adaptive"] = {
+                "exit_step": a.exit_step,
+                "num_steps": a.num_steps,
+                "full_gflops": a.full_gflops,
+                "thresholds": [_json_float(x) for x in a.thresholds],
+                "entropies": a.entropies,
+                "cubes": [
+                    {"step": c.step, "frames": list(c.frames), "sampled": list(c.sampled), "box_xyxy": list(c.box), "action_yx_scale": list(c.action)}
+                    for c in a.cubes
+                ],
+            }
+        return d
+
+
+def _json_float(x: float) -> float | str:
+    return x if math.isfinite(x) else ("inf" if x > 0 else "-inf")
+
+
+def load(
+    bundle_dir: str | Path,
+    backend: BackendSpec = "onnxruntime",
+    device: str = "cpu",
+    labels: str | Path | None = None,
+    precision: str | None = None,
+    **backend_options: Any,
+) -> "Recognizer":
+    """Open a bundle for prediction.
+
+    ``backend``: a registered name (``"onnxruntime"``, ``"tensorrt"``), a :class:`Backend` instance,
+    or a factory ``(bundle_dir, manifest, device=..., precision=...) -> Backend`` (e.g. the PyTorch
+    reference backend class). ``labels``: a class-name file that overrides the bundle's.
+    ``backend_options`` go to the backend (e.g. ``threads=1`` for onnxruntime).
+    """
+    return Recognizer(bundle_dir, backend=backend, device=device, labels=labels, precision=precision, **backend_options)
+
+
+class Recognizer:
+    """A loaded bundle. Use :func:`load` to make one."""
+
+    def __init__(
+        self,
+        bundle_dir: str | Path,
+        backend: BackendSpec = "onnxruntime",
+        device: str = "cpu",
+        labels: str | Path | None = None,
+        precision: str | None = None,
+        **backend_options: Any,
+    ):
+        self.bundle_dir = Path(bundle_dir)
+        self.manifest: Manifest = read_manifest(self.bundle_dir)
+        m = self.manifest
+        if isinstance(backend, Backend):
+            self.backend = backend
+        else:
+            factory = backend_class(backend) if isinstance(backend, str) else backend
+            self.backend = factory(self.bundle_dir, m, device=device, precision=precision, **backend_options)
+        label_file = Path(labels) if labels is not None else (self.bundle_dir / m.labels if m.labels else None)
+        self.labels: tuple[str, ...] | None = read_labels(label_file, m.num_classes) if label_file is not None else None
+        self.adaptive = AdaptiveRunner(self.backend, m) if m.early_exit is not None else None
+        if self.adaptive is not None and m.preprocessing.num_frames != m.early_exit.num_segments:
+            raise VideployError(
+                f"bundle manifest samples {m.preprocessing.num_frames} frames but its early_exit section expects "
+                f"num_segments={m.early_exit.num_segments}; the bundle is inconsistent, re-export it"
+            )
+
+    @property
+    def counters(self):
+        """Backend calls and batch rows per graph role since load (or the last ``counters.reset()``)."""
+        return self.backend.counters
+
+    @property
+    def random_weights(self) -> bool:
+        return self.manifest.weights is None
+
+    def close(self) -> None:
+        self.backend.close()
+
+    # --- inputs -----------------------------------------------------------------------------------
+    def views(self, views: ViewSpec) -> tuple[int, int]:
+        """``None`` -> (1, 1); ``"official"`` -> the manifest's protocol; ``"4x3"`` or (4, 3) -> (clips, crops)."""
+        pre = self.manifest.preprocessing
+        if views is None:
+            clips, crops = 1, 1
+        elif isinstance(views, str):
+            if views == "official":
+                clips, crops = pre.num_clips, pre.num_crops
+            else:
+                parts = views.lower().split("x")
+                if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
+                    raise VideployError(f"views must look like CLIPSxCROPS (e.g. 4x3, 1x1) or 'official', got {views!r}")
+                clips, crops = int(parts[0]), int(parts[1])
+        else:
+            vs = tuple(int(v) for v in views)
+            if len(vs) != 2:
+                raise VideployError(f"views must be (clips, crops), got {views!r}")
+            clips, crops = vs
+        if clips < 1 or crops not in (1, 3):
+            raise VideployError(f"views {clips}x{crops}: clips must be >= 1 and crops 1 (centre) or 3 (three-crop)")
+        if self.adaptive is not None and (clips, crops) != (1, 1):
+            raise VideployError(
+                f"{self.manifest.model_name!r} is adaptive (AdaFocusV3), which evaluates one view per video (as the official "
+                f"evaluation does); drop --views or use 1x1, not {clips}x{crops}"
+            )
+        return clips, crops
+
+    def prepare(self, video: VideoSource | VideoInput, views: ViewSpec = None) -> VideoInput:
+        """Decode and preprocess one video (raises VideployError for a bad input)."""
+        if isinstance(video, VideoInput):
+            return video
+        clips, crops = self.views(views)
+        return load_video(video, self.manifest.preprocessing, num_clips=clips, num_crops=crops)
+
+    # --- prediction -------------------------------------------------------------------------------
+    def predict(self, video: VideoSource | VideoInput, top_k: int = 5, views: ViewSpec = None, thresholds: Sequence[float] | None = None) -> Prediction:
+        """Predict one video (a path, a (T, H, W, 3) uint8 RGB array, or a prepared VideoInput)."""
+        return self.predict_batch([video], top_k=top_k, views=views, thresholds=thresholds)[0]
+
+    def predict_batch(
+        self,
+        videos: Iterable[VideoSource | VideoInput],
+        top_k: int = 5,
+        views: ViewSpec = None,
+        thresholds: Sequence[float] | None = None,
+        batch_size: int | None = None,
+        continuous: bool = False,
+    ) -> list[Prediction]:
+        """Predict many videos; results in input order.
+
+        ``batch_size`` (default: the bundle's maximum) bounds each backend call. ``continuous``
+        (AdaFocusV3) keeps the local-encoder batch full by admitting new videos as others exit;
+        results are identical either way.
+        """
+        if top_k < 1:
+            raise VideployError(f"top_k must be >= 1, got {top_k}")
+        rng = self.manifest.batch
+        bs = rng.max if batch_size is None else int(batch_size)
+        if not 1 <= bs <= rng.max:
+            raise VideployError(f"batch size must be between 1 and the bundle's maximum {rng.max}, got {bs}")
+        prepared = (self.prepare(v, views) for v in videos)
+        if self.adaptive is not None:
+            return self._predict_adaptive(prepared, top_k, thresholds, bs, continuous)
+        if thresholds is not None:
+            raise VideployError(f"exit thresholds apply to adaptive (AdaFocusV3) bundles; {self.manifest.model_name!r} is a {self.manifest.family} bundle")
+        return self._predict_static(prepared, top_k, bs)
+
+    def _predict_static(self, prepared: Iterable[VideoInput], top_k: int, bs: int) -> list[Prediction]:
+        spec = self.manifest.graph("main").input("video")
+        out: list[Prediction] = []
+        group: list[VideoInput] = []
+
+        def flush() -> None:
+            if not group:
+                return
+            views = np.concatenate([vi.views for vi in group]).astype(spec.dtype, copy=False)
+            logits = np.concatenate([self._main(views[i : i + bs]) for i in range(0, views.shape[0], bs)])
+            probs = _softmax(logits.astype(np.float64))
+            start = 0
+            for vi in group:
+                nv = vi.views.shape[0]
+                p = probs[start : start + nv].mean(axis=0)
+                start += nv
+                out.append(self._prediction(vi, p, gflops=self._gflops_per_view() * nv, top_k=top_k))
+            group.clear()
+
+        rows = 0
+        for vi in prepared:
+            group.append(vi)
+            rows += vi.views.shape[0]
+            if rows >= bs:
+                flush()
+                rows = 0
+        flush()
+        return out
+
+    def _main(self, views: np.ndarray) -> np.ndarray:
+        n = views.shape[0]
+        pad = self.manifest.batch.min - n
+        if pad > 0:  # fixed-batch bundle: fill with copies of the first row
+            views = np.concatenate([views, np.repeat(views[:1], pad, axis=0)])
+        return np.asarray(self.backend.run("main", {"video": views}, fetch=("logits",))["logits"])[:n]
+
+    def _gflops_per_view(self) -> float:
+        m = self.manifest
+        return m.gflops_per_view if m.gflops_per_view > 0 else sum(g.gflops for g in m.graphs)
+
+    def _predict_adaptive(self, prepared: Iterable[VideoInput], top_k: int, thresholds: Sequence[float] | None, bs: int, continuous: bool) -> list[Prediction]:
+        metas: list[VideoInput] = []
+
+        def frames() -> Iterable[np.ndarray]:
+            for vi in prepared:
+                # keep the metadata, not the tensor, so a long stream does not pile up frames
+                metas.append(dataclasses.replace(vi, views=np.empty((0,), dtype=np.float32)))
+                yield vi.views[0]
+
+        outcomes = self.adaptive.run(frames(), thresholds=thresholds, batch_size=bs, continuous=continuous)
+        ee = self.manifest.early_exit
+        out = []
+        for vi, oc in zip(metas, outcomes):
+            sampled = vi.frame_indices[0]
+            cubes = tuple(dataclasses.replace(c, frames=tuple(int(sampled[i]) for i in c.sampled)) for c in oc.cubes)
+            trace = AdaptiveTrace(
+                exit_step=oc.exit,
+                num_steps=ee.num_steps,
+                cubes=cubes,
+                entropies=oc.entropies,
+                thresholds=oc.thresholds,
+                full_gflops=float(ee.exit_gflops[-1]),
+            )
+            p = _softmax(oc.logits.astype(np.float64)[None])[0]
+            out.append(self._prediction(vi, p, gflops=oc.gflops, top_k=top_k, adaptive=trace))
+        return out
+
+    def _prediction(self, vi: VideoInput, probs: np.ndarray, gflops: float, top_k: int, adaptive: AdaptiveTrace | None = None) -> Prediction:
+        k = min(top_k, probs.shape[0])
+        order = np.argsort(-probs, kind="stable")[:k]
+        top = tuple(
+            ClassScore(index=int(i), probability=float(probs[i]), label=self.labels[int(i)] if self.labels else None) for i in order
+        )
+        notes = list(vi.notes)
+        if self.random_weights:
+            notes.insert(0, "the bundle has random weights (exported without a checkpoint): these predictions mean nothing")
+        if adaptive is not None and self.manifest.early_exit.thresholds is None and adaptive.thresholds and all(
+            t == -math.inf for t in adaptive.thresholds
+        ):
+            notes.append("no exit thresholds (none in the bundle or the call): every video ran all focus steps")
+        return Prediction(
+            source=vi.source,
+            model_name=self.manifest.model_name,
+            family=self.manifest.family,
+            top=top,
+            probabilities=probs.astype(np.float32),
+            views=(vi.num_clips, vi.num_crops),
+            frame_indices=vi.frame_indices,
+            num_frames=vi.num_frames,
+            gflops=float(gflops),
+            random_weights=self.random_weights,
+            notes=tuple(notes),
+            adaptive=adaptive,
+            display_frames=vi.display_frames,
+        )
+
+
+def _softmax(x: np.ndarray) -> np.ndarray:
+    z = x - x.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=-1, keepdims=True)

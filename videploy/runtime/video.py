@@ -1,0 +1,437 @@
+"""Video input: decode with OpenCV, sample frames, resize / crop / normalise as the manifest says.
+
+The public entry points are :func:`load_video` (tensor plus everything a result should report:
+which frames were used, whether the video was short, ...) and :func:`decode_views` (just the
+tensor, what export uses for its verification inputs).
+
+Views
+    A call produces ``num_clips x num_crops`` views, **clip-major** (view ``c * num_crops + k`` is
+    clip ``c``, crop ``k``), each ``(T, 3, H, W)`` float32. ``None`` for either count means 1:
+    multi-view testing happens only when asked for (``Preprocessing.num_clips/num_crops`` record the
+    official protocol; the caller decides whether to pay for it). Crops: 1 = centre crop after the
+    short-side resize; 3 = Video-FocalNet's official ``ThreeCrop`` (short side resized to the crop
+    size, then left / right / middle — or top / bottom / middle for portrait — crops).
+
+Decoding (files)
+    Frames are read with ``cv2.VideoCapture`` and converted BGR -> RGB. Only the needed frames are
+    converted and kept: the reader grabs (decodes without colour conversion) through the video, or
+    seeks when the needed frames are far apart. ``CAP_PROP_FRAME_COUNT`` is only a hint: the count is
+    verified (the frame at ``count - 1`` must exist and be the last), and when it is wrong or missing
+    the frames are counted by decoding sequentially and the indices recomputed from the real count.
+    Each kept frame is resized right after decoding, so memory is ``T`` small frames plus one frame
+    at source resolution. Frames larger than :data:`MAX_FRAME_PIXELS` (8K UHD, 7680 x 4320) are
+    refused before decoding.
+
+Fallbacks (reported in :attr:`VideoInput.notes`, never silent)
+    * fewer frames than the model samples: indices repeat as the official samplers do for short
+      videos (wrap-around for ``clip``, repeated segment centres for ``segments`` / ``uniform``);
+    * a truncated / damaged file: the frames that decode are used (the count is re-measured); if
+      none decodes the call fails with a :class:`VideployError`;
+    * a wrong container frame count: recounted as above.
+
+Everything else that is wrong (missing path, directory, not a video, zero frames, a frame array of
+the wrong shape or dtype) raises :class:`VideployError` naming the input.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence, Union
+
+import cv2
+import numpy as np
+
+from videploy.bundle.manifest import Preprocessing
+from videploy.errors import VideployError
+from videploy.runtime.sampling import sample_indices
+
+log = logging.getLogger(__name__)
+
+# 8K UHD. A larger frame is ~100 MB per decoded BGR copy, and such a size in a header is usually a
+# damaged or hostile file; refuse it rather than let the decoder allocate gigabytes.
+MAX_FRAME_PIXELS = 7680 * 4320
+# Seek instead of grabbing through when needed frames are on average this many frames apart.
+SEEK_MIN_GAP = 150
+# A frame array source must be (T, H, W, 3) uint8 RGB.
+VideoSource = Union[str, os.PathLike, np.ndarray]
+
+
+@dataclass(frozen=True)
+class VideoInput:
+    """One video, ready for a graph: ``views`` is (views, T, 3, H, W) float32, clip-major."""
+
+    source: str  # the path, or "<array (T, H, W, 3)>"
+    views: np.ndarray
+    frame_indices: np.ndarray  # (num_clips, T) indices into the video's frames
+    num_frames: int  # frames in the video (measured when the container's count was wrong)
+    num_clips: int
+    num_crops: int
+    size: tuple[int, int]  # source (H, W)
+    fps: float | None
+    notes: tuple[str, ...] = ()
+    # clip 0, crop 0 after resize + crop, before normalisation: (T, H, W, 3) uint8 RGB, for drawing
+    display_frames: np.ndarray | None = field(default=None, repr=False)
+
+
+def decode_views(
+    source: VideoSource,
+    preprocessing: Preprocessing,
+    num_clips: int | None = None,
+    num_crops: int | None = None,
+) -> np.ndarray:
+    """The model input for ``source``: (num_clips * num_crops, T, 3, H, W) float32, clip-major.
+
+    ``None`` means one clip / one crop (single-view, the cheap default); pass the counts for the
+    official multi-view protocol (e.g. ``preprocessing.num_clips``, ``preprocessing.num_crops``).
+    """
+    return load_video(source, preprocessing, num_clips=num_clips, num_crops=num_crops).views
+
+
+def load_video(
+    source: VideoSource,
+    preprocessing: Preprocessing,
+    num_clips: int | None = None,
+    num_crops: int | None = None,
+    seek: bool | None = None,
+) -> VideoInput:
+    """Decode, sample and preprocess ``source`` (a path or a (T, H, W, 3) uint8 RGB array).
+
+    ``seek``: ``None`` decides from the frame gaps, ``True`` / ``False`` force seeking / grabbing
+    (both give the same frames; tests use this).
+    """
+    clips = 1 if num_clips is None else int(num_clips)
+    crops = 1 if num_crops is None else int(num_crops)
+    if clips < 1:
+        raise VideployError(f"num_clips must be >= 1, got {num_clips}")
+    if crops not in (1, 3):
+        raise VideployError(f"num_crops must be 1 (centre crop) or 3 (official three-crop), got {num_crops}")
+    pre = preprocessing
+    T = pre.num_frames
+    notes: list[str] = []
+    transform = _FrameTransform(pre, crops)
+
+    if isinstance(source, np.ndarray):
+        frames_arr = _check_array(source)
+        n = frames_arr.shape[0]
+        idx = sample_indices(pre.sampling, n, T, num_clips=clips, frame_interval=pre.frame_interval)
+        kept = {int(i): transform.resize(frames_arr[int(i)]) for i in np.unique(idx)}
+        label = f"<array {tuple(frames_arr.shape)}>"
+        size = (int(frames_arr.shape[1]), int(frames_arr.shape[2]))
+        fps = None
+    elif isinstance(source, (str, os.PathLike)):
+        path = _check_path(source)
+        label = str(path)
+        reader = _Reader(path)
+        size, fps = reader.size, reader.fps
+        n, idx, kept = reader.read_sampled(pre, clips, transform, seek, notes)
+    else:
+        raise VideployError(
+            f"cannot read a video from a {type(source).__name__}; pass a file path or a numpy array of frames (T, H, W, 3) uint8 RGB"
+        )
+
+    if n < T:
+        notes.append(
+            f"the video has {n} frame{'s' if n != 1 else ''}, fewer than the {T} the model samples: "
+            f"frames are repeated ({_REPEAT[pre.sampling]}), as the official evaluation does for short videos"
+        )
+    views, display = transform.views(idx, kept)
+    return VideoInput(
+        source=label,
+        views=views,
+        frame_indices=idx,
+        num_frames=int(n),
+        num_clips=clips,
+        num_crops=crops,
+        size=size,
+        fps=fps,
+        notes=tuple(notes),
+        display_frames=display,
+    )
+
+
+_REPEAT = {
+    "clip": "indices wrap around, mmaction's 'loop' rule",
+    "uniform": "evenly spaced indices repeat",
+    "segments": "segment centres repeat",
+}
+
+
+# --- inputs ---------------------------------------------------------------------------------------
+def _check_array(a: np.ndarray) -> np.ndarray:
+    if a.ndim != 4 or a.shape[-1] != 3:
+        raise VideployError(
+            f"a frame array must have shape (T, H, W, 3) (RGB frames), got shape {tuple(a.shape)}; "
+            "stack single frames with numpy.stack, and convert OpenCV's BGR with frame[..., ::-1]"
+        )
+    if a.dtype != np.uint8:
+        raise VideployError(
+            f"a frame array must be uint8 RGB in [0, 255], got dtype {a.dtype}; "
+            "convert with numpy.clip(a, 0, 255).astype(numpy.uint8) (scale floats in [0, 1] by 255 first)"
+        )
+    if a.shape[0] == 0 or a.shape[1] == 0 or a.shape[2] == 0:
+        raise VideployError(f"the frame array is empty (shape {tuple(a.shape)}); it needs at least one frame of at least 1x1 pixels")
+    if a.shape[1] * a.shape[2] > MAX_FRAME_PIXELS:
+        raise VideployError(f"frames of {a.shape[2]}x{a.shape[1]} pixels exceed the limit of {MAX_FRAME_PIXELS} pixels (8K UHD); downscale them first")
+    return a
+
+
+def _check_path(source: str | os.PathLike) -> Path:
+    path = Path(source)
+    if not path.exists():
+        raise VideployError(f"video {str(path)!r} does not exist; check the path")
+    if path.is_dir():
+        raise VideployError(f"{str(path)!r} is a directory, not a video file; pass the video files themselves (e.g. {path}/*.mp4)")
+    if not path.is_file():
+        raise VideployError(f"{str(path)!r} is not a regular file; pass a video file")
+    if path.stat().st_size == 0:
+        raise VideployError(f"video {str(path)!r} is empty (0 bytes); the file is damaged or was not written completely")
+    if not os.access(path, os.R_OK):
+        raise VideployError(f"video {str(path)!r} is not readable; check its permissions")
+    return path
+
+
+# --- decoding -------------------------------------------------------------------------------------
+class _Reader:
+    """Reads selected frames of one file with cv2.VideoCapture, robust to wrong frame counts."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        cap = self._open()
+        try:
+            w = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH) or 0)
+            h = int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT) or 0)
+            fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
+            count = cap.get(cv2.CAP_PROP_FRAME_COUNT)
+        finally:
+            cap.release()
+        self._check_size(w, h)
+        self.size = (h, w)
+        self.fps = fps if np.isfinite(fps) and fps > 0 else None
+        # The container's claim; negative / NaN / absurd values mean "unknown".
+        self.claimed = int(count) if count is not None and np.isfinite(count) and 0 < count < 1e9 else 0
+
+    def _open(self) -> "cv2.VideoCapture":
+        cap = cv2.VideoCapture(str(self.path))
+        if not cap.isOpened():
+            cap.release()
+            raise VideployError(
+                f"{str(self.path)!r} is not a video OpenCV can open (unknown format, damaged header, or a truncated file "
+                "whose index is missing); check the file plays, or re-encode it, e.g. ffmpeg -i IN -c:v libx264 OUT.mp4"
+            )
+        return cap
+
+    def _check_size(self, w: int, h: int) -> None:
+        if w * h > MAX_FRAME_PIXELS:
+            raise VideployError(
+                f"video {str(self.path)!r} has {w}x{h} frames, more than the limit of {MAX_FRAME_PIXELS} pixels (8K UHD); "
+                "downscale it first, e.g. ffmpeg -i IN -vf scale=-2:720 OUT.mp4"
+            )
+
+    def read_sampled(
+        self,
+        pre: Preprocessing,
+        clips: int,
+        transform: "_FrameTransform",
+        seek: bool | None,
+        notes: list[str],
+    ) -> tuple[int, np.ndarray, dict[int, np.ndarray]]:
+        n = self.claimed
+        if n > 0:
+            idx = sample_indices(pre.sampling, n, pre.num_frames, num_clips=clips, frame_interval=pre.frame_interval)
+            wanted = sorted({int(i) for i in idx.ravel()})
+            use_seek = seek if seek is not None else _gap(wanted) >= SEEK_MIN_GAP
+            got = self._read_seek(wanted, n, transform) if use_seek else self._read_grab(wanted, n, transform)
+            if got is not None:
+                return n, idx, got
+            log.info("%s: container frame count %d is wrong; counting frames by decoding", self.path, n)
+        # Unknown or wrong count: count by decoding, then read again with the real count.
+        true_n = self._count()
+        if true_n == 0:
+            raise VideployError(
+                f"no frame of {str(self.path)!r} could be decoded (the file is empty, truncated before its first frame, "
+                "or not a video); check the file plays, or re-encode it"
+            )
+        if self.claimed > 0 and true_n != self.claimed:
+            notes.append(
+                f"the file claims {self.claimed} frames but {true_n} decode (damaged or truncated file, or a wrong header); "
+                f"frames were sampled from the {true_n} that decode"
+            )
+        idx = sample_indices(pre.sampling, true_n, pre.num_frames, num_clips=clips, frame_interval=pre.frame_interval)
+        wanted = sorted({int(i) for i in idx.ravel()})
+        got = self._read_grab(wanted, None, transform)
+        if got is None or len(got) != len(wanted):  # the file decodes differently on a second pass
+            raise VideployError(f"{str(self.path)!r} decodes inconsistently (frames vanish between reads); the file is damaged, re-encode it")
+        return true_n, idx, got
+
+    def _read_grab(self, wanted: Sequence[int], n: int | None, transform: "_FrameTransform") -> dict[int, np.ndarray] | None:
+        """Decode sequentially, converting only ``wanted``. With ``n``, also verify the video has exactly n frames."""
+        cap = self._open()
+        out: dict[int, np.ndarray] = {}
+        try:
+            last = wanted[-1]
+            todo = set(wanted)
+            i = 0
+            while i <= last:
+                if not cap.grab():
+                    return None  # fewer frames than claimed
+                if i in todo:
+                    ok, frame = cap.retrieve()
+                    if not ok or frame is None:
+                        return None
+                    out[i] = self._keep(frame, transform)
+                i += 1
+            if n is not None:
+                # Verify the count: exactly n frames. The tail after the last wanted frame is short
+                # (the samplers' last index is within one interval of the end).
+                while i < n:
+                    if not cap.grab():
+                        return None
+                    i += 1
+                if cap.grab():
+                    return None  # more frames than claimed
+            return out
+        finally:
+            cap.release()
+
+    def _read_seek(self, wanted: Sequence[int], n: int, transform: "_FrameTransform") -> dict[int, np.ndarray] | None:
+        """Seek to each wanted frame; verify the count by seeking to frame n - 1. None if anything is off."""
+        cap = self._open()
+        out: dict[int, np.ndarray] = {}
+        try:
+            for i in wanted:
+                if not cap.set(cv2.CAP_PROP_POS_FRAMES, i) or int(round(cap.get(cv2.CAP_PROP_POS_FRAMES))) != i:
+                    return None
+                ok, frame = cap.read()
+                if not ok or frame is None:
+                    return None
+                out[i] = self._keep(frame, transform)
+            if not cap.set(cv2.CAP_PROP_POS_FRAMES, n - 1) or not cap.grab() or cap.grab():
+                return None
+            return out
+        finally:
+            cap.release()
+
+    def _count(self) -> int:
+        cap = self._open()
+        try:
+            n = 0
+            while cap.grab():
+                n += 1
+            return n
+        finally:
+            cap.release()
+
+    def _keep(self, bgr: np.ndarray, transform: "_FrameTransform") -> np.ndarray:
+        if bgr.ndim == 2:  # some decoders hand out grey frames
+            bgr = cv2.cvtColor(bgr, cv2.COLOR_GRAY2BGR)
+        elif bgr.shape[2] == 4:
+            bgr = cv2.cvtColor(bgr, cv2.COLOR_BGRA2BGR)
+        self._check_size(bgr.shape[1], bgr.shape[0])
+        rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+        return transform.resize(rgb)
+
+
+def _gap(wanted: Sequence[int]) -> float:
+    if len(wanted) < 2:
+        return float(wanted[0]) if wanted else 0.0
+    return (wanted[-1] - wanted[0]) / (len(wanted) - 1)
+
+
+# --- resize / crop / normalise -------------------------------------------------------------------
+class _FrameTransform:
+    """The spatial pipeline of one preprocessing: resize (right after decoding), crop, normalise.
+
+    Resize and crop follow each family's official library: ``clip`` (mmaction / mmcv) rounds the
+    resized long side to nearest and crops at ``(size - crop) // 2``; ``uniform`` and ``segments``
+    (torchvision) truncate the long side and crop at ``round((size - crop) / 2)``. Interpolation is
+    bilinear (OpenCV ``INTER_LINEAR``, mmcv's choice); when shrinking, ``INTER_AREA`` stands in for the
+    anti-aliasing that PIL's bilinear (torchvision on PIL images) applies.
+    """
+
+    def __init__(self, pre: Preprocessing, crops: int):
+        self.pre = pre
+        self.crops = crops
+        self.crop_h, self.crop_w = pre.crop_size
+        self.mmcv = pre.sampling == "clip"
+        mean = np.asarray(pre.mean, dtype=np.float32)
+        std = np.asarray(pre.std, dtype=np.float32)
+        if pre.channel_order == "BGR":
+            mean, std = mean[::-1], std[::-1]
+        self.mean, self.std = mean, std
+
+    def target_size(self, h: int, w: int) -> tuple[int, int]:
+        """(H, W) after the resize step, for a frame of (h, w)."""
+        ch, cw = self.crop_h, self.crop_w
+        if self.crops == 3:
+            # official ThreeCrop: the short side becomes the crop size; cover the crop for non-square crops
+            s = max(ch / h, cw / w)
+            return max(ch, self._round(h * s)), max(cw, self._round(w * s))
+        if self.pre.resize_short == 0:
+            return ch, cw
+        short = self.pre.resize_short
+        if h <= w:
+            nh, nw = short, self._long(w, h, short)
+        else:
+            nh, nw = self._long(h, w, short), short
+        # a crop larger than the resized frame (e.g. resize_short < crop) would fail; cover the crop instead
+        if nh < ch or nw < cw:
+            s = max(ch / nh, cw / nw)
+            nh, nw = max(ch, self._round(nh * s)), max(cw, self._round(nw * s))
+        return nh, nw
+
+    def _long(self, long: int, short: int, target: int) -> int:
+        if self.mmcv:
+            return int(long * target / short + 0.5)
+        return int(target * long / short)
+
+    def _round(self, x: float) -> int:
+        return int(x + 0.5) if self.mmcv else int(x)
+
+    def resize(self, rgb: np.ndarray) -> np.ndarray:
+        h, w = rgb.shape[:2]
+        nh, nw = self.target_size(h, w)
+        if (nh, nw) == (h, w):
+            return np.ascontiguousarray(rgb)
+        shrink = nh * nw < h * w
+        interp = cv2.INTER_AREA if (shrink and not self.mmcv) else cv2.INTER_LINEAR
+        return cv2.resize(rgb, (nw, nh), interpolation=interp)
+
+    def crop_boxes(self, h: int, w: int) -> list[tuple[int, int]]:
+        """(top, left) of each crop in a resized frame of (h, w)."""
+        ch, cw = self.crop_h, self.crop_w
+        if self.crops == 1:
+            if self.mmcv:
+                return [((h - ch) // 2, (w - cw) // 2)]
+            return [(int(round((h - ch) / 2.0)), int(round((w - cw) / 2.0)))]
+        # three crops along the long remaining axis: first, last, middle (mmaction's ThreeCrop order)
+        if h - ch >= w - cw:
+            step = (h - ch) // 2
+            return [(0, (w - cw) // 2), (2 * step, (w - cw) // 2), (step, (w - cw) // 2)]
+        step = (w - cw) // 2
+        return [((h - ch) // 2, 0), ((h - ch) // 2, 2 * step), ((h - ch) // 2, step)]
+
+    def views(self, idx: np.ndarray, kept: dict[int, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        clips, T = idx.shape
+        ch, cw = self.crop_h, self.crop_w
+        out = np.empty((clips * self.crops, T, 3, ch, cw), dtype=np.float32)
+        display = None
+        scale = np.float32(self.pre.scale)
+        for c in range(clips):
+            for t in range(T):
+                frame = kept[int(idx[c, t])]
+                h, w = frame.shape[:2]
+                for k, (top, left) in enumerate(self.crop_boxes(h, w)):
+                    crop = frame[top : top + ch, left : left + cw]
+                    if self.pre.channel_order == "BGR":
+                        crop = crop[..., ::-1]
+                    x = crop.astype(np.float32) * scale
+                    x = (x - self.mean) / self.std
+                    out[c * self.crops + k, t] = x.transpose(2, 0, 1)
+                    if c == 0 and k == 0:
+                        if display is None:
+                            display = np.empty((T, ch, cw, 3), dtype=np.uint8)
+                        display[t] = frame[top : top + ch, left : left + cw]
+        return out, display
