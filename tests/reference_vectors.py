@@ -44,8 +44,9 @@ def official_functions() -> dict[str, Callable[..., Any]]:
         "get_patch_grid_scalexy": adafocusv3.get_patch_grid_scalexy,
         "policy_sample_indices": adafocusv3.policy_sample_indices,
         "MCSampleFeature": adafocusv3.mc_sample_feature,
-        "TemporalShift.shift": temporal_shift.temporal_shift,
-        "shift": temporal_shift.temporal_shift,
+        # the official static method: its inplace keyword and its default fold_div (3, not 8)
+        "TemporalShift.shift": temporal_shift.TemporalShift.shift,
+        "shift": temporal_shift.TemporalShift.shift,
     }
 
 
@@ -65,7 +66,11 @@ def constructor_kwargs(constructor: dict[str, Any]) -> tuple[str, dict[str, Any]
 
     def convert(value: Any) -> Any:
         if isinstance(value, dict) and "class_ref" in value:
-            return value["class_ref"]  # a class passed as argument, e.g. ResNet's block
+            # a class passed as argument: torch's own (a norm_layer such as "LayerNorm" or
+            # "torch.nn.BatchNorm2d") is the class itself; an upstream one (ResNet's block) stays its name
+            ref = str(value["class_ref"])
+            torch_cls = getattr(torch.nn, ref.rsplit(".", 1)[-1], None)
+            return torch_cls if isinstance(torch_cls, type) else ref
         if isinstance(value, dict) and "class" in value and "kwargs" in value:
             return {k: convert(v) for k, v in value["kwargs"].items()}
         return value
@@ -94,11 +99,23 @@ def _to_numpy(x: Any) -> np.ndarray:
     return np.asarray(x)
 
 
+_ARITHMETIC = {
+    ast.Add: lambda a, b: a + b,
+    ast.Sub: lambda a, b: a - b,
+    ast.Mult: lambda a, b: a * b,
+    ast.Div: lambda a, b: a / b,
+    ast.FloorDiv: lambda a, b: a // b,
+}
+
+
 def _eval_arg(node: ast.AST, env: dict[str, Any]) -> Any:
     if isinstance(node, ast.Name):
         if node.id in env:
             return env[node.id]
         raise KeyError(node.id)
+    if isinstance(node, ast.BinOp) and type(node.op) in _ARITHMETIC:
+        # constant arithmetic such as patch_size=96 // 32
+        return _ARITHMETIC[type(node.op)](_eval_arg(node.left, env), _eval_arg(node.right, env))
     return ast.literal_eval(node)
 
 
@@ -120,17 +137,27 @@ def _run_statements(code: str, target: Any, inputs: dict[str, torch.Tensor], fun
         elif fname.startswith("model."):
             fn = getattr(target, fname[len("model."):])
         else:
-            fn = functions[fname]
-        args = []
-        for a in call.args:
+            # a module-qualified spelling ("models.uni_adafocus.policy_sample_indices") names the same function
+            parts = fname.split(".")
+            known = [".".join(parts[i:]) for i in range(len(parts)) if ".".join(parts[i:]) in functions]
+            if not known:
+                raise KeyError(f"sidecar calls {fname!r}, which is not one of the official functions {sorted(functions)}")
+            fn = functions[known[0]]
+        # the sidecar may name an argument after its role ("patches" for the "frames" input): such
+        # names take, in order, the inputs that no argument of this call names
+        named = {n.id for n in ast.walk(call) if isinstance(n, ast.Name)}
+        spare = [v for k, v in inputs.items() if k not in named]
+
+        def arg_value(node: ast.AST) -> Any:
             try:
-                args.append(_eval_arg(a, env))
+                return _eval_arg(node, env)
             except KeyError:
-                # the sidecar names the argument after its role ("patches"); a one-input vector has one choice
-                if len(inputs) != 1:
+                if not spare or not isinstance(node, ast.Name):
                     raise
-                args.append(next(iter(inputs.values())))
-        kwargs = {kw.arg: _eval_arg(kw.value, env) for kw in call.keywords}
+                return spare.pop(0)
+
+        args = [arg_value(a) for a in call.args]
+        kwargs = {kw.arg: arg_value(kw.value) for kw in call.keywords}
         with torch.no_grad():
             value = fn(*args, **kwargs)
         if targets is None:

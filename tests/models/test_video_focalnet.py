@@ -273,6 +273,25 @@ def test_conv_embed_and_non_square_shapes():
     assert (Hl, Wl) == (4, 6) and tokens.shape == (2 * 3, 24, 32)
 
 
+def test_stage_without_blocks_is_only_its_merging():
+    # depths may hold 0 (the official model accepts it): that stage is just the patch merging,
+    # i.e. a stage whose only block is made the identity by zero layer-scale gammas
+    a = _randomize(_build(depths=[1, 1, 1, 1], use_layerscale=True))
+    b = _build(depths=[1, 0, 1, 1], use_layerscale=True)
+    _f64(a, b)
+    state = a.state_dict()
+    with torch.no_grad():
+        a.layers[1].blocks[0].gamma_1.zero_()
+        a.layers[1].blocks[0].gamma_2.zero_()
+    b.load_state_dict({k: v for k, v in state.items() if not k.startswith("layers.1.blocks.")}, strict=True)
+    assert len(b.layers[1].blocks) == 0 and b.layers[1].downsample is not None
+    x = _video(a).double()
+    with torch.no_grad():
+        torch.testing.assert_close(b(x), a(x), rtol=1e-9, atol=1e-9)
+    with pytest.raises(VideployError, match="depths"):
+        _build(depths=[1, -1, 1, 1])
+
+
 def test_zero_classes_returns_features():
     model = _build(num_classes=0)
     assert isinstance(model.head, nn.Identity)

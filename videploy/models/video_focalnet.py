@@ -111,8 +111,9 @@ class VideoFocalNetConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int):
                 raise fail(name, f"must be an int, got {value!r}")
-        if any(d < 1 for d in self.depths):
-            raise fail("depths", f"must be >= 1 block per stage, got {self.depths}")
+        if any(d < 0 for d in self.depths):
+            # 0 is valid upstream: such a stage is only its patch merging
+            raise fail("depths", f"must be >= 0 blocks per stage, got {self.depths}")
         if any(level < 0 for level in self.focal_levels):
             raise fail("focal_levels", f"must be >= 0, got {self.focal_levels}")
         if any(w < 1 or w % 2 == 0 for w in self.focal_windows):

@@ -46,7 +46,17 @@ def test_reference_vector(ref_dir):
 
 @pytest.mark.parametrize(
     "batch, n_segment, channels, fold_div",
-    [(2, 4, 16, 8), (3, 3, 10, 3), (1, 8, 24, 4), (2, 1, 8, 8), (2, 4, 5, 8), (1, 2, 4, 2)],
+    [
+        (2, 4, 16, 8),
+        (3, 3, 10, 3),
+        (1, 8, 24, 4),
+        (2, 1, 8, 8),
+        (2, 4, 5, 8),
+        (1, 2, 4, 2),
+        # fold_div 1: fold = C, so every channel comes from the next frame and none from the previous
+        (2, 4, 6, 1),
+        (2, 3, 5, 2),  # odd C: one channel left unshifted
+    ],
 )
 def test_matches_loop_definition(batch, n_segment, channels, fold_div):
     torch.manual_seed(batch * 100 + channels)

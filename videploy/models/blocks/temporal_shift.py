@@ -27,10 +27,11 @@ def temporal_shift(x: torch.Tensor, n_segment: int, fold_div: int = 8) -> torch.
     _, c, h, w = x.shape
     fold = c // fold_div
     clip = x.reshape(-1, n_segment, c, h, w)
-    # One frame of zeros, shaped like a fold of channels; derived from x so dtype/device/batch follow it.
-    zeros = torch.zeros_like(clip[:, :1, :fold])
-    from_next = torch.cat([clip[:, 1:, :fold], zeros], dim=1)  # frame t <- frame t+1
-    from_prev = torch.cat([zeros, clip[:, :-1, fold : 2 * fold]], dim=1)  # frame t <- frame t-1
+    # One frame of zeros per shifted group, derived from x so dtype/device/batch follow it. The two
+    # groups differ in width when fold_div == 1: then the first takes every channel and the second none.
+    next_part, prev_part = clip[:, :, :fold], clip[:, :, fold : 2 * fold]
+    from_next = torch.cat([next_part[:, 1:], torch.zeros_like(next_part[:, :1])], dim=1)  # frame t <- frame t+1
+    from_prev = torch.cat([torch.zeros_like(prev_part[:, :1]), prev_part[:, :-1]], dim=1)  # frame t <- frame t-1
     out = torch.cat([from_next, from_prev, clip[:, :, 2 * fold :]], dim=2)
     return out.reshape(x.shape)
 
