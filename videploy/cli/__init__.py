@@ -26,6 +26,7 @@ typical flow:
   videploy inspect vfn/                             what a bundle holds
   videploy predict vfn/ video.mp4 --labels k400.txt run it on real videos (no torch needed)
   videploy build vfn/ --precision fp16              TensorRT engines (needs TensorRT + GPU)
+  videploy bench vfn/ --backend onnxruntime,torch   latency / throughput, measured side by side
   videploy demo                                     all of it on a small model and a generated video
 """
 

@@ -1,0 +1,151 @@
+"""``videploy bench`` end to end: JSON structure, ratios consistent with the raw samples, AdaFocusV3
+GFLOPs ratios from the manifest's exit costs, and a run without torch. No timed assertions."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import statistics
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from tests.bench.bundles import tiny_focalnet_bundle
+from tests.runtime.toys import EXIT_GFLOPS, TF, ToyAdaFocus, adaptive_bundle
+from videploy.cli import main
+
+TENSORRT_INSTALLED = importlib.util.find_spec("tensorrt") is not None
+
+
+@pytest.fixture(scope="module")
+def bundles(tmp_path_factory):
+    d = tmp_path_factory.mktemp("bench_cli")
+    return tiny_focalnet_bundle(d / "vfn"), adaptive_bundle(d / "ada", ToyAdaFocus().eval())
+
+
+def bench_json(capsys, *argv) -> dict:
+    code = main(["bench", *map(str, argv), "--json", "--repeat", "2", "--warmup", "1", "--threads", "1"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    return json.loads(out)
+
+
+def test_help_teaches(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["bench", "--help"])
+    assert info.value.code == 0
+    text = capsys.readouterr().out
+    for needle in ("examples:", "INTERLEAVED", "median", "p90", "IQR", "RATIOS", "skipped", "--budget", "continuous", "decode", "occupancy"):
+        assert needle in text
+
+
+def test_json_both_backends_ratios_consistent(capsys, bundles):
+    vfn, _ = bundles
+    d = bench_json(capsys, vfn, "--batch", "1,2", "--videos", "3")
+    assert d["model"] == "tiny_focalnet" and d["adaptive"] is None and d["random_weights"] is True
+    status = {b["name"]: b for b in d["backends"]}
+    assert status["onnxruntime"]["status"] == "ok" and status["torch"]["status"] == "ok"
+    assert status["onnxruntime"]["threads"] == 1 and status["torch"]["threads"] == 1
+    if not TENSORRT_INSTALLED:
+        assert status["tensorrt"]["status"] == "skipped" and "tensorrt" in status["tensorrt"]["reason"]
+        assert "\n" not in status["tensorrt"]["reason"]
+    assert d["reference"] == "torch"
+    assert [(g["role"], g["batch"]) for g in d["graphs"]] == [("main", 1), ("main", 2)]
+    for g in d["graphs"]:
+        med = {n: statistics.median(t["samples_s"]) for n, t in g["backends"].items()}
+        assert {"onnxruntime", "torch"} <= set(med)
+        for n, t in g["backends"].items():
+            assert t["repeat"] == 2 and len(t["samples_s"]) == 2
+            assert t["median_s"] == pytest.approx(med[n])
+            assert t["p90_s"] == pytest.approx(float(np.percentile(t["samples_s"], 90)))
+            assert t["iqr_s"] == pytest.approx(float(np.percentile(t["samples_s"], 75) - np.percentile(t["samples_s"], 25)))
+            assert t["throughput_per_s"] == pytest.approx(g["batch"] / med[n])
+            assert g["speedup"][n] == pytest.approx(med["torch"] / med[n])
+    assert d["decode"]["repeat"] == 2 and d["decode"]["frames"] == 2
+    s = d["settings"]
+    assert s["repeat"] == 2 and s["warmup"] == 1 and s["threads"] == 1 and s["interleaved"] is True
+    assert "--repeat 2 --warmup 1" in d["command"] and "--threads 1" in d["command"]
+    m = d["machine"]
+    assert m["cpu_count"] >= 1 and "onnxruntime" in m["versions"] and "torch" in m["versions"]
+
+
+def test_adaptive_json_gflops_from_exit_costs(capsys, bundles):
+    _, ada = bundles
+    eta = [0.5, 0.9, 0.9, float("inf")]
+    d = bench_json(capsys, ada, "--batch", "4", "--videos", "6", "--thresholds", ",".join(map(str, eta)))
+    torch_slot = next(b for b in d["backends"] if b["name"] == "torch")
+    assert torch_slot["status"] == "skipped" and "checkpoint" in torch_slot["reason"]
+    a = d["adaptive"]
+    assert a["thresholds"]["source"] == "given" and a["exit_gflops"] == list(EXIT_GFLOPS)
+    e = a["early_exit"]
+    cost = np.asarray(a["exit_gflops"])
+    for case in e["cases"].values():
+        counts = np.asarray(case["exit_counts"])
+        assert counts.sum() == 6
+        assert case["gflops_per_video"] == pytest.approx(float((counts * cost).sum() / 6))
+    assert e["cases"]["all steps"]["exit_counts"] == [0] * TF + [6]
+    assert e["gflops_ratio"] == pytest.approx(e["cases"]["early exit"]["gflops_per_video"] / EXIT_GFLOPS[-1])
+    assert a["batching"]["identical_results"] is True
+
+
+def test_table_output(capsys, bundles):
+    _, ada = bundles
+    assert main(["bench", str(ada), "--repeat", "1", "--warmup", "0", "--threads", "1", "--videos", "4", "--budget", "1.5"]) == 0
+    out = capsys.readouterr().out
+    for needle in ("torch skipped", "speedup", "decode + preprocess", "where time goes", "early exit spends", "continuous batching runs at", "budget 1.5", "command: videploy bench"):
+        assert needle in out
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--batch", "16"], "accepts 1 to 8"),
+        (["--batch", "a"], "not a batch size"),
+        (["--backend", "onnx"], "not a backend"),
+        (["--repeat", "0"], "--repeat must be >= 1"),
+    ],
+)
+def test_errors(capsys, bundles, argv, message):
+    _, ada = bundles
+    assert main(["bench", str(ada), *argv]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_thresholds_refused_for_static_bundle(capsys, bundles):
+    vfn, _ = bundles
+    assert main(["bench", str(vfn), "--thresholds", "1,2"]) == 2
+    assert "AdaFocusV3" in capsys.readouterr().err
+
+
+NO_TORCH = textwrap.dedent(
+    """
+    import json, sys
+    sys.modules["torch"] = None  # any `import torch` now raises ImportError
+    from videploy.cli import main
+    code = main(["bench", sys.argv[1], "--json", "--repeat", "1", "--warmup", "0", "--threads", "1", "--videos", "2", "--batch", "1"])
+    leaked = sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "onnxscript") and sys.modules[m] is not None)
+    leaked += sorted(m for m in sys.modules if m.startswith("videploy.models"))
+    print("CODE", code, json.dumps(leaked))
+    """
+)
+
+
+def test_bench_without_torch(bundles):
+    vfn, _ = bundles
+    proc = subprocess.run(
+        [sys.executable, "-c", NO_TORCH, str(vfn)],
+        capture_output=True, text=True, timeout=120, env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"},
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    code_line = next(ln for ln in proc.stdout.splitlines() if ln.startswith("CODE "))
+    _, code, leaked = code_line.split(" ", 2)
+    assert code == "0" and json.loads(leaked) == []
+    d = json.loads(proc.stdout[: proc.stdout.index("CODE ")])
+    status = {b["name"]: b for b in d["backends"]}
+    assert status["onnxruntime"]["status"] == "ok"
+    assert status["torch"]["status"] == "skipped" and "'torch'" in status["torch"]["reason"] and "not installed" in status["torch"]["reason"]
+    assert d["reference"] == "onnxruntime"
+    assert list(d["graphs"][0]["backends"]) == ["onnxruntime"] and d["graphs"][0]["speedup"]["onnxruntime"] == 1.0

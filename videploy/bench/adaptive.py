@@ -1,0 +1,225 @@
+"""AdaFocusV3 benchmarks on a stream of videos: early exit vs all steps, static vs continuous batching.
+
+Compute comes from the runtime's own accounting, not from timing: each video's GFLOPs is the
+manifest's ``exit_gflops[exit]`` for the exit it took (what :class:`~videploy.runtime.Prediction`
+reports), and the backend's counters give the local-encoder calls and rows that really ran. Each
+case first runs once untimed to collect that accounting (which also warms it up), then all cases
+are timed interleaved (:func:`~videploy.bench.timing.measure_interleaved`).
+
+* **early exit**: the stream with the exit thresholds vs with ``-inf`` everywhere (every video
+  runs every focus step), both in static batches. GFLOPs ratio and time ratio side by side: the
+  time ratio is what the saved compute buys on this backend (small graphs are dominated by call
+  overhead, so it can be far from the GFLOPs ratio).
+* **batching**: the stream with the thresholds in static batches (a batch shrinks as its videos
+  exit) vs continuous batching (exited videos are replaced by new ones, so local-encoder calls
+  stay full). Occupancy = local-encoder rows per call; results must be identical.
+
+Thresholds come from the call, else a budget (fitted on the benchmark stream itself with paper
+Eq. 7 -- which only demonstrates the mechanism), else the bundle's, else a default fitted on the
+stream that sends an equal share of the videos out at every exit (Eq. 7's geometric exit
+distribution with q = 1; exits whose entropies tie for every clip get no share): a spread of exits is what static vs continuous batching needs to differ,
+and a budget alone may put every video at one exit on a few random-weight clips.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from videploy.bench.timing import (
+    Case,
+    Clock,
+    Timing,
+    finite_or_none,
+    measure_interleaved,
+    speedup,
+)
+from videploy.calibration.exit_thresholds import (
+    expected_gflops,
+    fit_thresholds,
+    thresholds_for_budget,
+)
+from videploy.errors import VideployError
+from videploy.runtime.recognizer import Prediction, Recognizer
+from videploy.runtime.video import VideoInput
+
+
+@dataclass(frozen=True)
+class ExitThresholds:
+    values: tuple[float, ...]
+    source: str  # "given", "budget", "bundle", "equal exits" (the default)
+    budget: float | None = None
+    expected_gflops: float | None = None  # the fitted solution's average on the stream
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "values": [_jf(x) for x in self.values],
+            "source": self.source,
+            "budget_gflops": self.budget,
+            "expected_gflops": self.expected_gflops,
+        }
+
+
+@dataclass(frozen=True)
+class Accounting:
+    """What one run of the stream did, from the runtime's accounting."""
+
+    gflops_per_video: float
+    exit_counts: tuple[int, ...]  # videos leaving at exit 0..Tf
+    calls: dict[str, int]
+    rows: dict[str, int]
+    batch_size: int
+
+    @property
+    def local_rows_per_call(self) -> float:
+        c = self.calls.get("local", 0)
+        return self.rows.get("local", 0) / c if c else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "gflops_per_video": self.gflops_per_video,
+            "exit_counts": list(self.exit_counts),
+            "calls": dict(self.calls),
+            "rows": dict(self.rows),
+            "local_rows_per_call": self.local_rows_per_call,
+            "local_occupancy": self.local_rows_per_call / self.batch_size if self.batch_size else 0.0,
+        }
+
+
+def resolve_thresholds(
+    rec: Recognizer,
+    stream: Sequence[VideoInput],
+    batch_size: int,
+    thresholds: Sequence[float] | None = None,
+    budget: float | None = None,
+) -> ExitThresholds:
+    """The thresholds the early-exit cases use (see the module docstring for the order)."""
+    ee = rec.manifest.early_exit
+    if ee is None:
+        raise VideployError(f"{rec.manifest.model_name!r} is not an adaptive (AdaFocusV3) bundle")
+    if thresholds is not None and budget is not None:
+        raise VideployError("give either --thresholds or --budget, not both")
+    if thresholds is not None:
+        return ExitThresholds(tuple(float(x) for x in rec.adaptive.thresholds(thresholds)), "given")
+    if budget is None and ee.thresholds is not None:
+        return ExitThresholds(tuple(float(x) for x in ee.thresholds), "bundle")
+    full = rec.predict_batch(stream, thresholds=[-math.inf] * (ee.num_steps + 1), batch_size=batch_size)
+    entropies = np.array([p.adaptive.entropies for p in full])
+    if budget is None:
+        # an exit whose entropy is the same for every clip (an untrained head: random weights give a
+        # uniform glance softmax) cannot separate them, so it gets no share rather than all the ties
+        spread = entropies.max(axis=0) - entropies.min(axis=0)
+        shares = (spread > 1e-6 * np.maximum(1.0, np.abs(entropies).max(axis=0))).astype(np.float64)
+        shares[-1] = 1.0
+        eta = fit_thresholds(entropies, shares)
+        return ExitThresholds(tuple(float(x) for x in eta), "equal exits", None, expected_gflops(entropies, eta, ee.exit_gflops))
+    sol = thresholds_for_budget(entropies, ee.exit_gflops, float(budget))
+    return ExitThresholds(tuple(sol.thresholds), "budget", float(budget), sol.expected_gflops)
+
+
+def account(rec: Recognizer, run: Callable[[], list[Prediction]], batch_size: int) -> tuple[Accounting, list[Prediction]]:
+    """Run once (untimed) with fresh counters; the work done and the predictions."""
+    ee = rec.manifest.early_exit
+    rec.counters.reset()
+    preds = run()
+    c = rec.counters.snapshot()
+    exits = np.bincount([p.adaptive.exit_step for p in preds], minlength=ee.num_steps + 1)
+    acc = Accounting(
+        gflops_per_video=float(np.mean([p.gflops for p in preds])),
+        exit_counts=tuple(int(x) for x in exits),
+        calls=dict(c.calls),
+        rows=dict(c.rows),
+        batch_size=batch_size,
+    )
+    return acc, preds
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Two schedules of the same stream, timed side by side, with their accounting."""
+
+    names: tuple[str, str]  # (baseline, candidate)
+    timings: dict[str, Timing]
+    accounting: dict[str, Accounting]
+    identical_results: bool | None = None
+
+    @property
+    def speedup(self) -> float:
+        """candidate throughput / baseline throughput (median times)."""
+        a, b = self.names
+        return speedup(self.timings[a], self.timings[b])
+
+    @property
+    def gflops_ratio(self) -> float:
+        a, b = self.names
+        base = self.accounting[a].gflops_per_video
+        return self.accounting[b].gflops_per_video / base if base > 0 else math.nan
+
+    def to_dict(self) -> dict[str, Any]:
+        a, b = self.names
+        d: dict[str, Any] = {
+            "baseline": a,
+            "candidate": b,
+            "cases": {n: {**self.timings[n].to_dict(), **self.accounting[n].to_dict()} for n in self.names},
+            "speedup": finite_or_none(self.speedup),
+            "time_ratio": finite_or_none(speedup(self.timings[b], self.timings[a])),
+            "gflops_ratio": finite_or_none(self.gflops_ratio),
+        }
+        if self.identical_results is not None:
+            d["identical_results"] = self.identical_results
+        return d
+
+
+def bench_early_exit(
+    rec: Recognizer, stream: Sequence[VideoInput], eta: Sequence[float], batch_size: int, repeat: int, warmup: int, clock: Clock
+) -> Comparison:
+    """All steps (``-inf``) vs early exit with ``eta``, static batches of ``batch_size``."""
+    n = rec.manifest.early_exit.num_steps + 1
+    runs = {
+        "all steps": lambda: rec.predict_batch(stream, thresholds=[-math.inf] * n, batch_size=batch_size),
+        "early exit": lambda: rec.predict_batch(stream, thresholds=list(eta), batch_size=batch_size),
+    }
+    return _compare(rec, runs, batch_size, repeat, warmup, clock)
+
+
+def bench_batching(
+    rec: Recognizer, stream: Sequence[VideoInput], eta: Sequence[float], batch_size: int, repeat: int, warmup: int, clock: Clock
+) -> Comparison:
+    """Static vs continuous batching of the stream with ``eta``; results must be identical."""
+    runs = {
+        "static": lambda: rec.predict_batch(stream, thresholds=list(eta), batch_size=batch_size, continuous=False),
+        "continuous": lambda: rec.predict_batch(stream, thresholds=list(eta), batch_size=batch_size, continuous=True),
+    }
+    return _compare(rec, runs, batch_size, repeat, warmup, clock, check_identical=True)
+
+
+def _compare(
+    rec: Recognizer,
+    runs: dict[str, Callable[[], list[Prediction]]],
+    batch_size: int,
+    repeat: int,
+    warmup: int,
+    clock: Clock,
+    check_identical: bool = False,
+) -> Comparison:
+    accounting: dict[str, Accounting] = {}
+    preds: dict[str, list[Prediction]] = {}
+    for name, run in runs.items():
+        accounting[name], preds[name] = account(rec, run, batch_size)
+    count = len(next(iter(preds.values())))
+    timings = measure_interleaved([Case(name, run, items=count) for name, run in runs.items()], repeat=repeat, warmup=warmup, clock=clock)
+    identical = None
+    if check_identical:
+        a, b = (preds[n] for n in runs)
+        identical = all(
+            p.adaptive.exit_step == q.adaptive.exit_step and np.allclose(p.probabilities, q.probabilities, rtol=1e-5, atol=1e-7) for p, q in zip(a, b)
+        )
+    names = tuple(runs)
+    return Comparison(names=(names[0], names[1]), timings=timings, accounting=accounting, identical_results=identical)
+
+
+def _jf(x: float) -> float | str:
+    return x if math.isfinite(x) else ("inf" if x > 0 else "-inf")

@@ -1,0 +1,162 @@
+"""The timing core: warm-up, interleaved repetitions, robust statistics, ratios. Standard library only.
+
+Why interleaved. On a shared, noisy machine the speed available to a process drifts (other jobs,
+frequency scaling, caches). Timing backend A ten times and then backend B ten times puts any drift
+into the A/B ratio. :func:`measure_interleaved` instead runs one repetition of every case per
+round (A B A B ...), so slow and fast periods hit all cases alike and cancel in their ratio.
+
+Why median / p90 / IQR. Wall-time samples have a long right tail (a preemption makes one call ten
+times slower, never ten times faster); the median ignores it, p90 shows it, the IQR says how
+spread the typical samples are. The mean is kept for reference only.
+
+Percentiles interpolate linearly between order statistics (numpy's default, ``method="linear"``).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+from videploy.errors import VideployError
+
+Clock = Callable[[], float]
+
+
+def percentile(samples: Sequence[float], q: float) -> float:
+    """The ``q``-th percentile (0..100) of ``samples``, linear interpolation between order statistics."""
+    if not samples:
+        raise VideployError("a percentile of no samples is undefined; time at least one repetition")
+    if not 0.0 <= q <= 100.0:
+        raise VideployError(f"percentile q must be in [0, 100], got {q}")
+    xs = sorted(float(x) for x in samples)
+    pos = (len(xs) - 1) * q / 100.0
+    lo = math.floor(pos)
+    hi = min(lo + 1, len(xs) - 1)
+    return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)
+
+
+@dataclass(frozen=True)
+class Stats:
+    """Summary of wall-time samples, in seconds."""
+
+    samples: tuple[float, ...]
+    median: float
+    p90: float
+    q1: float
+    q3: float
+    mean: float
+    minimum: float
+    maximum: float
+
+    @property
+    def iqr(self) -> float:
+        return self.q3 - self.q1
+
+    @classmethod
+    def of(cls, samples: Sequence[float]) -> "Stats":
+        xs = tuple(float(x) for x in samples)
+        if not xs:
+            raise VideployError("no timing samples to summarise; use at least one repetition")
+        return cls(
+            samples=xs,
+            median=percentile(xs, 50),
+            p90=percentile(xs, 90),
+            q1=percentile(xs, 25),
+            q3=percentile(xs, 75),
+            mean=sum(xs) / len(xs),
+            minimum=min(xs),
+            maximum=max(xs),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "repeat": len(self.samples),
+            "median_s": self.median,
+            "p90_s": self.p90,
+            "q1_s": self.q1,
+            "q3_s": self.q3,
+            "iqr_s": self.iqr,
+            "mean_s": self.mean,
+            "min_s": self.minimum,
+            "max_s": self.maximum,
+            "samples_s": list(self.samples),
+        }
+
+
+@dataclass(frozen=True)
+class Case:
+    """One thing to time. ``fn`` is one repetition; ``items`` the work it does (videos, rows) for
+    throughput; ``before`` runs untimed before every call (e.g. resetting counters)."""
+
+    name: str
+    fn: Callable[[], Any]
+    items: int = 1
+    before: Callable[[], Any] | None = None
+
+
+@dataclass(frozen=True)
+class Timing:
+    """The measured samples of one case."""
+
+    name: str
+    stats: Stats
+    items: int
+
+    @property
+    def throughput(self) -> float:
+        """Items per second at the median time."""
+        return self.items / self.stats.median if self.stats.median > 0 else math.inf
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"items": self.items, "throughput_per_s": finite_or_none(self.throughput), **self.stats.to_dict()}
+
+
+def measure_interleaved(
+    cases: Sequence[Case],
+    repeat: int,
+    warmup: int = 1,
+    clock: Clock = time.perf_counter,
+) -> dict[str, Timing]:
+    """Time every case ``repeat`` times, interleaved: round r runs case 1, case 2, ... once each.
+
+    Warm-up calls (``warmup`` per case, also interleaved) are run and discarded: they pay for lazy
+    initialisation, memory allocation and cold caches that a steady-state number should not include.
+    Returns name -> :class:`Timing`, in the order of ``cases``.
+    """
+    if repeat < 1:
+        raise VideployError(f"--repeat must be >= 1, got {repeat}")
+    if warmup < 0:
+        raise VideployError(f"--warmup must be >= 0, got {warmup}")
+    names = [c.name for c in cases]
+    if len(set(names)) != len(names):
+        raise VideployError(f"benchmark case names must be unique, got {names}")
+    for _ in range(warmup):
+        for c in cases:
+            if c.before is not None:
+                c.before()
+            c.fn()
+    samples: dict[str, list[float]] = {c.name: [] for c in cases}
+    for _ in range(repeat):
+        for c in cases:
+            if c.before is not None:
+                c.before()
+            t0 = clock()
+            c.fn()
+            samples[c.name].append(clock() - t0)
+    return {c.name: Timing(c.name, Stats.of(samples[c.name]), c.items) for c in cases}
+
+
+def speedup(reference: Timing | Stats, other: Timing | Stats) -> float:
+    """How many times faster ``other`` is than ``reference``: median(reference) / median(other)."""
+    r = reference.stats if isinstance(reference, Timing) else reference
+    o = other.stats if isinstance(other, Timing) else other
+    if o.median <= 0:
+        return math.inf
+    return r.median / o.median
+
+
+def finite_or_none(x: float) -> float | None:
+    """JSON has no infinity or NaN: a ratio that is not a number becomes null."""
+    return x if math.isfinite(x) else None

@@ -1,0 +1,243 @@
+"""``videploy bench``: latency and throughput of a bundle, per backend and batch size, as ratios."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import shlex
+from typing import Any
+
+DESCRIPTION = """\
+Measure how fast a bundle runs here, and report it the way that survives a noisy machine:
+as RATIOS between backends measured side by side in one run, with the raw numbers, the machine
+(CPUs, load, library versions, threads) and the exact command.
+
+How it measures: every case gets --warmup untimed calls, then --repeat timed calls with
+time.perf_counter; the backends are INTERLEAVED (A B A B ...) so drift from other jobs hits all
+of them alike. Reported: median, p90 and interquartile range (IQR) of the wall time, and
+throughput at the median. Inputs are real decoded frames (the sample video, or --video files).
+
+What it measures:
+  graph latency     one backend call per graph role and --batch size, outputs fetched to the host;
+                    onnxruntime vs the PyTorch reference (torch, when installed) vs TensorRT
+                    engines (when installed, with a GPU and engines from 'videploy build'). A
+                    backend that cannot run here is skipped with a one-line reason.
+  decode            OpenCV decode + sampling + resize/crop/normalise of one video, separately,
+                    so you see where the time goes (no backend makes decoding faster).
+  AdaFocusV3 only   on a stream of --videos clips, with the first backend that runs:
+                    early exit vs all focus steps: GFLOPs per video from the runtime's
+                    accounting and measured time, as ratios; static vs continuous batching:
+                    throughput and the local-encoder occupancy (rows per call), with results
+                    checked identical. Thresholds: --thresholds, else --budget, else the
+                    bundle's, else fitted so an equal share of the clips leaves at each exit.
+
+Speed goals belong here, never in tests: re-run and compare ratios, not absolute times, across
+machines.
+"""
+
+EPILOG = """\
+examples:
+  videploy bench vfn_t/                                  onnxruntime vs torch, batch 1 and 4
+  videploy bench vfn_t/ --backend onnxruntime --batch 1,8 --threads 4
+  videploy bench vfn_t/ --backend onnxruntime,tensorrt --device cuda   GPU (after videploy build)
+  videploy bench ada/ --budget 8.5 --videos 16           AdaFocusV3 at ~8.5 GFLOPs/video
+  videploy bench ada/ --thresholds 0.5,0.8,0.8,inf,...   one eta per exit (glance first)
+  videploy bench stam/ --repeat 30 --warmup 5 --json > bench.json
+
+reading the output:
+  speedup 1.80x   this backend ran the graph in 1/1.8 of the reference's median time
+  p90, IQR        spread: a large IQR means the machine was busy; raise --repeat
+  occupancy       local-encoder rows per call / batch size (continuous batching keeps it high)
+
+exit status: 0 measured; 2 an error (bad bundle or arguments, or no backend could run).
+"""
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        "bench",
+        help="latency / throughput per backend and batch size, as ratios",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("bundle", metavar="BUNDLE", help="bundle directory written by 'videploy export'")
+    p.add_argument("--backend", default="onnxruntime,torch,tensorrt", metavar="B1,B2", help="backends to compare, comma-separated (default onnxruntime,torch,tensorrt; those that cannot run are skipped)")
+    p.add_argument("--batch", default="1,4", metavar="N1,N2", help="batch sizes for graph latency (default 1,4; sizes outside the bundle's range are skipped)")
+    p.add_argument("--repeat", type=int, default=10, metavar="N", help="timed repetitions per case (default 10)")
+    p.add_argument("--warmup", type=int, default=2, metavar="N", help="untimed warm-up calls per case (default 2)")
+    p.add_argument("--threads", type=int, metavar="N", help="intra-op threads for onnxruntime and torch (default: each library's own choice)")
+    p.add_argument("--device", default="cpu", metavar="DEV", help="cpu (default), cuda, or tensorrt (onnxruntime's TensorRT provider); the tensorrt backend always uses cuda")
+    p.add_argument("--precision", metavar="P", help="graph / engine variant: fp32, fp16, int8 (default: the exported graph; tensorrt: the bundle's engines)")
+    p.add_argument("--checkpoint", metavar="PATH", help="torch backend: the checkpoint the bundle was exported from (not needed for random-weight bundles)")
+    p.add_argument("--video", action="append", metavar="PATH", help="video file to take frames from (repeatable; default: the sample video)")
+    p.add_argument("--videos", type=int, default=8, metavar="N", help="clips in the input stream (default 8)")
+    exits = p.add_mutually_exclusive_group()
+    exits.add_argument("--thresholds", metavar="T0,T1,...", help="AdaFocusV3 exit thresholds eta_0..eta_T in nats (inf / -inf allowed)")
+    exits.add_argument("--budget", type=float, metavar="GFLOPS", help="AdaFocusV3: fit thresholds to this average GFLOPs per video (Eq. 7) on the benchmark stream")
+    p.add_argument("--stream-batch", type=int, metavar="N", help="AdaFocusV3: batch size for the stream benchmarks (default: the largest --batch)")
+    p.add_argument("--json", action="store_true", help="print the full report (every sample) as JSON")
+    p.set_defaults(func=run)
+    return p
+
+
+def parse_batches(text: str) -> list[int]:
+    from videploy.errors import VideployError
+
+    out = []
+    for part in text.split(","):
+        s = part.strip()
+        if not s.isdigit() or int(s) < 1:
+            raise VideployError(f"--batch {text!r}: {s!r} is not a batch size; use positive integers, e.g. --batch 1,4")
+        out.append(int(s))
+    return out
+
+
+def command_line(args: argparse.Namespace) -> str:
+    """The command with every setting spelled out, so a number can be reproduced."""
+    parts = ["videploy", "bench", args.bundle, "--backend", args.backend, "--batch", args.batch, "--repeat", str(args.repeat), "--warmup", str(args.warmup), "--device", args.device, "--videos", str(args.videos)]
+    for flag, value in (
+        ("--threads", args.threads),
+        ("--precision", args.precision),
+        ("--checkpoint", args.checkpoint),
+        ("--thresholds", args.thresholds),
+        ("--budget", args.budget),
+        ("--stream-batch", args.stream_batch),
+    ):
+        if value is not None:
+            parts += [flag, str(value)]
+    for v in args.video or []:
+        parts += ["--video", v]
+    if args.json:
+        parts.append("--json")
+    return " ".join(shlex.quote(str(p)) for p in parts)
+
+
+def run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from videploy.bench.backends import parse_backends
+    from videploy.bench.bundle import bench_bundle
+    from videploy.cli.predict import parse_thresholds
+    from videploy.errors import VideployError
+
+    for flag, value, low in (("--repeat", args.repeat, 1), ("--warmup", args.warmup, 0), ("--videos", args.videos, 1), ("--threads", args.threads, 1), ("--stream-batch", args.stream_batch, 1)):
+        if value is not None and value < low:
+            raise VideployError(f"{flag} must be >= {low}, got {value}")
+    err = Console(stderr=True, highlight=False)
+    report = bench_bundle(
+        args.bundle,
+        backends=parse_backends(args.backend),
+        batches=parse_batches(args.batch),
+        repeat=args.repeat,
+        warmup=args.warmup,
+        threads=args.threads,
+        device=args.device,
+        precision=args.precision,
+        checkpoint=args.checkpoint,
+        videos=args.video,
+        num_videos=args.videos,
+        thresholds=parse_thresholds(args.thresholds) if args.thresholds else None,
+        budget=args.budget,
+        adaptive_batch=args.stream_batch,
+        command=command_line(args),
+        progress=None if args.json else (lambda msg: err.print(f"[dim]{msg}[/]")),
+    )
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2))
+    else:
+        print_report(Console(highlight=False), report)
+    return 0
+
+
+# --- tables -------------------------------------------------------------------------------------
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1e3:.3f}" if seconds < 0.1 else f"{seconds * 1e3:.1f}"
+
+
+def _x(r: float | None) -> str:
+    return f"{r:.2f}x" if r is not None and math.isfinite(r) else "-"
+
+
+def print_report(out: Any, report: Any) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    from videploy.bench.machine import describe
+
+    d = report.to_dict()
+    out.print(f"[bold]{d['model']}[/] ({d['family']}, {d['precision']}) from {d['bundle']}")
+    if d["random_weights"]:
+        out.print("[yellow]random weights[/]: speed does not depend on them, except where AdaFocusV3 videos exit")
+    out.print(f"machine: {describe(d['machine'])}")
+    s = d["settings"]
+    out.print(f"settings: {s['warmup']} warm-up + {s['repeat']} timed calls per case, backends interleaved; threads {s['threads'] if s['threads'] is not None else 'library default'}")
+    out.print(f"command: {escape(d['command'])}")
+    for b in d["backends"]:
+        if b["status"] == "ok":
+            out.print(f"  [green]{b['name']}[/] on {b['device']}" + (f", {b['threads']} thread(s)" if b.get("threads") else ""))
+        else:
+            out.print(f"  [yellow]{b['name']} skipped[/]: {escape(b['reason'])}")
+
+    ref = d["reference"]
+    table = Table(title=f"graph latency per call (ms); speedup = {ref} median / backend median", show_edge=True)
+    for col, just in (("graph", "left"), ("batch", "right"), ("backend", "left"), ("median", "right"), ("p90", "right"), ("IQR", "right"), ("videos/s", "right"), ("speedup", "right")):
+        table.add_column(col, justify=just)
+    for g in d["graphs"]:
+        for name, t in g["backends"].items():
+            tput = t["throughput_per_s"]
+            table.add_row(g["role"], str(g["batch"]), name, _ms(t["median_s"]), _ms(t["p90_s"]), _ms(t["iqr_s"]), "-" if tput is None else f"{tput:.1f}", _x(g["speedup"][name]))
+    out.print(table)
+    others = sorted({n for g in d["graphs"] for n in g["backends"] if n != ref})
+    for name in others:
+        pairs = ", ".join(f"'{g['role']}' batch {g['batch']}: {_x(g['speedup'][name])}" for g in d["graphs"] if name in g["backends"])
+        out.print(f"[bold]{name}[/] is these times the speed of [bold]{ref}[/] (reference): {pairs}")
+
+    dec = d["decode"]
+    out.print(f"decode + preprocess ({dec['frames']} frames of {dec['source']}): median {_ms(dec['median_s'])} ms, p90 {_ms(dec['p90_s'])} ms per video")
+    smallest = min((g["batch"] for g in d["graphs"]), default=None)
+    for w in d["where_time_goes"]:
+        if d["adaptive"] is None and w["batch"] != smallest:
+            continue  # per-video cost is clearest at the smallest batch; --json has them all
+        out.print(f"  where time goes, {w['backend']} ({w['what']}): decode {_ms(w['decode_s_per_video'])} ms + run {_ms(w['run_s_per_video'])} ms per video -> decoding is {w['decode_fraction']:.0%}")
+
+    a = d["adaptive"]
+    if a is not None:
+        th = a["thresholds"]
+        eta = ", ".join(str(v) if isinstance(v, str) else f"{v:.3f}" for v in th["values"])
+        extra = f" (budget {th['budget_gflops']:g} GFLOPs)" if th["budget_gflops"] is not None else ""
+        if th["expected_gflops"] is not None:
+            extra += f", expected {th['expected_gflops']:.4g} GFLOPs/video"
+        out.print(f"\nAdaFocusV3 on {a['backend']}, {a['videos']} clips, batch {a['batch_size']}; thresholds ({th['source']}){extra}: {eta}")
+        _comparison(out, "early exit vs all steps", a["early_exit"], a["batch_size"])
+        e = a["early_exit"]
+        out.print(f"early exit spends {_x(e['gflops_ratio'])} the GFLOPs and {_x(e['time_ratio'])} the time of all steps ({_x(e['speedup'])} the speed)")
+        _comparison(out, "static vs continuous batching", a["batching"], a["batch_size"])
+        bt = a["batching"]
+        same = "identical results" if bt.get("identical_results") else "[red]results differ[/]"
+        out.print(f"continuous batching runs at {_x(bt['speedup'])} the throughput of static batching; {same}")
+    for n in d["notes"]:
+        out.print(f"[yellow]note:[/] {escape(n)}")
+
+
+def _comparison(out: Any, title: str, c: dict, batch: int) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"{title}, batch {batch}", show_edge=True)
+    for col, head in (("case", "case"), ("gflops", "GFLOPs/vid"), ("calls", "local calls"), ("rows", "rows/call"), ("median", "ms"), ("p90", "p90 ms"), ("tput", "vid/s")):
+        table.add_column(head, justify="left" if col == "case" else "right")
+    for name, r in c["cases"].items():
+        table.add_row(
+            name,
+            f"{r['gflops_per_video']:.4g}",
+            str(r["calls"].get("local", 0)),
+            f"{r['local_rows_per_call']:.2f} {r['local_occupancy']:.0%}",
+            _ms(r["median_s"]),
+            _ms(r["p90_s"]),
+            "-" if r["throughput_per_s"] is None else f"{r['throughput_per_s']:.1f}",
+        )
+    out.print(table)
+    exits = "; ".join(f"{name} {'/'.join(map(str, r['exit_counts']))}" for name, r in c["cases"].items())
+    out.print(f"  videos per exit (glance first): {exits}")
+    out.print("  ms: wall time for the whole stream; rows/call: local-encoder rows per call and batch occupancy; IQR in --json")
