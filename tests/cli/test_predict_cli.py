@@ -164,3 +164,61 @@ def test_visualize(capsys, bundles, tmp_path, suffix):
     static, _ = bundles
     assert main(["predict", str(static), VIDEO, "--visualize", str(out)]) == 2
     assert main(["predict", str(ada), VIDEO, "--visualize", str(tmp_path / "x.gif")]) == 2
+
+
+# --- found by the damaged-corpus QA run ------------------------------------------------------------
+def test_decoder_noise_is_hidden_and_each_failure_is_one_line(bundles, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    static, _ = bundles
+    src = write_synthetic_video(tmp_path / "src.mp4", 60, (48, 64), pattern="moving")
+    data = bytearray(src.read_bytes())
+    mid = len(data) // 2
+    data[mid : mid + 400] = np.random.default_rng(0).bytes(400)  # FFmpeg complains per broken macroblock
+    (tmp_path / "damaged.mp4").write_bytes(bytes(data))
+    (tmp_path / "text.mp4").write_text("not a video\n")
+    argv = [sys.executable, "-m", "videploy", "predict", str(static), str(tmp_path / "damaged.mp4"), str(tmp_path / "text.mp4"), "--threads", "1", "--json"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OPENCV_FFMPEG")} | {"COLUMNS": "60", "OMP_NUM_THREADS": "1"}
+    quiet = subprocess.run(argv, check=False, capture_output=True, text=True, env=env, timeout=120)
+    assert quiet.returncode == 2
+    assert len(json.loads(quiet.stdout)["results"]) == 1  # the damaged file is still predicted
+    lines = quiet.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("videploy predict: error: ") and "text.mp4" in lines[0]
+    assert lines[0].endswith("OUT.mp4")  # the whole message on one line, however narrow the terminal
+    loud = subprocess.run(argv[:3] + ["-v"] + argv[3:], check=False, capture_output=True, text=True, env=env, timeout=120)
+    assert "[mpeg4 @" in loud.stderr  # the premise: FFmpeg does talk about this file
+
+
+def test_absurd_views_and_stdin_fail_clearly(capsys, bundles):
+    static, _ = bundles
+    assert main(["predict", str(static), VIDEO, VIDEO, "--views", "100x1"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("videploy predict: error:") == 1 and "num_clips must be between 1 and 64" in err
+    assert main(["predict", str(static), "-", VIDEO, "--json"]) == 2
+    captured = capsys.readouterr()
+    assert len(json.loads(captured.out)["results"]) == 1 and "standard input" in captured.err
+    # OpenCV's writers segfault on a path that is not valid UTF-8: refused before any work
+    _, ada = bundles
+    assert main(["predict", str(ada), VIDEO, "--visualize", "focus\udcff.png"]) == 2
+    assert "not valid UTF-8" in capsys.readouterr().err
+
+
+def test_display_frames_are_kept_only_for_visualize(capsys, bundles, monkeypatch, tmp_path):
+    from videploy.runtime.recognizer import Recognizer
+
+    kept = []
+    original = Recognizer._prediction
+
+    def spy(self, vi, *args, **kwargs):
+        kept.append(vi.display_frames is not None)
+        return original(self, vi, *args, **kwargs)
+
+    monkeypatch.setattr(Recognizer, "_prediction", spy)
+    static, ada = bundles
+    assert main(["predict", str(static), VIDEO, VIDEO, "--json", "--threads", "1"]) == 0
+    assert main(["predict", str(ada), VIDEO, "--json", "--threads", "1"]) == 0
+    assert kept == [False, False, False]  # a long run does not hold T display crops per video
+    assert main(["predict", str(ada), VIDEO, "--visualize", str(tmp_path / "f.png"), "--threads", "1"]) == 0
+    assert kept[-1] is True

@@ -176,7 +176,9 @@ def test_wrong_container_frame_count_is_recounted(tmp_path, claimed, seek):
     assert v.num_frames == 60
     expected = sample_indices("segments", 60, 8)[0].tolist()
     assert v.frame_indices[0].tolist() == expected and frames_seen(v) == expected
-    assert any(f"claims {claimed} frames but 60 decode" in n for n in v.notes)
+    note = next(n for n in v.notes if f"claims {claimed} frames but" in n)
+    # fewer frames than claimed points at damage; more, at a container that only estimates its count
+    assert ("only 60 decode (damaged" in note) if claimed > 60 else ("60 decode (the container's count is an estimate" in note)
 
 
 def test_truncated_faststart_mp4_uses_the_frames_that_decode(tmp_path):
@@ -278,3 +280,114 @@ def test_bad_source_type_and_view_counts(index_mp4):
         load_video(index_mp4, pre(), num_crops=2)
     with pytest.raises(VideployError, match="num_clips"):
         load_video(index_mp4, pre(), num_clips=0)
+
+
+# --- found by the damaged-corpus QA run ------------------------------------------------------------
+def test_decoding_keeps_only_the_crops(tmp_path):
+    """Memory: a kept frame is its crop, not the resized frame (a tall 8x1200 clip resizes to 64x9600)."""
+    import tracemalloc
+
+    frames = synthetic_frames(16, (1200, 8), "moving")
+    path = tmp_path / "tall.avi"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 25.0, (8, 1200))
+    for f in frames:
+        writer.write(np.ascontiguousarray(f[..., ::-1]))
+    writer.release()
+    p = pre("segments", T=8, crop=(32, 32), short=64)
+    tracemalloc.start()
+    try:
+        v = load_video(path, p)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    one_resized = 64 * 9600 * 3
+    # T=8 resized frames would be ~15 MB; now: one resized frame at a time plus 8 crops
+    assert peak < 3 * one_resized, peak
+    ref = reference_view(read_all(path), v.frame_indices[0].tolist(), 64, 32, torchvision_style=True)
+    np.testing.assert_allclose(v.views[0], ref, rtol=0, atol=1e-5)
+
+
+def test_extreme_aspect_ratio_is_refused_not_resized(tmp_path, monkeypatch):
+    # 1x640 frames with a 36-pixel short side would resize to 36x23040; a 1x4000 video at the
+    # AdaFocusV3 size (256) to 256x1024000 (786 MB per frame) -- refused from the header, before decoding
+    monkeypatch.setattr(video_mod, "MAX_FRAME_PIXELS", 36 * 23040 - 1)
+    path = tmp_path / "thin.avi"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 25.0, (1, 640))
+    for f in synthetic_frames(3, (640, 1), "moving"):
+        writer.write(np.ascontiguousarray(f[..., ::-1]))
+    writer.release()
+    decoded = []
+    monkeypatch.setattr(video_mod._Reader, "_keep", lambda self, *a: decoded.append(1))
+    with pytest.raises(VideployError, match=r"1x640 frames, an aspect ratio of 640:1: resizing them for this model would make 36x23040"):
+        load_video(path, pre())
+    assert decoded == []
+    with pytest.raises(VideployError, match="the frame array has 1x640 frames"):
+        load_video(np.zeros((2, 640, 1, 3), np.uint8), pre())
+    monkeypatch.undo()
+    assert load_video(path, pre()).views.shape == (1, 8, 3, 32, 32)  # under the limit it is predicted
+
+
+def test_percent_in_a_file_name_is_not_an_image_sequence_pattern(tmp_path, monkeypatch):
+    # FFmpeg (and OpenCV's image reader) would expand "clip_%03d.png" to clip_000.png, clip_001.png, ...
+    # -- other files -- and predict on those
+    red, blue = np.zeros((24, 32, 3), np.uint8), np.zeros((24, 32, 3), np.uint8)
+    red[..., 0], blue[..., 2] = 255, 255
+    cv2.imwrite(str(tmp_path / "clip_%03d.png"), red[..., ::-1])
+    for i in range(3):
+        cv2.imwrite(str(tmp_path / f"clip_{i:03d}.png"), blue[..., ::-1])
+    links = tmp_path / "tmp"
+    links.mkdir()
+    monkeypatch.setattr(video_mod.tempfile, "tempdir", str(links))
+    v = load_video(tmp_path / "clip_%03d.png", pre(T=2, short=32))
+    assert v.num_frames == 1 and (v.display_frames[..., 0] > 200).all() and (v.display_frames[..., 2] < 50).all()  # red, not blue
+    video = write_synthetic_video(tmp_path / "100%_%d.avi", 30, (32, 48))
+    assert frames_seen(load_video(video, pre())) == sample_indices("segments", 30, 8)[0].tolist()
+    assert list(links.iterdir()) == []  # the plain-named link is removed again
+
+
+def test_file_name_that_is_not_utf8(tmp_path):
+    # bytes that are not UTF-8 come to Python as surrogates, and cv2.VideoCapture segfaults on them
+    import os
+
+    src = write_synthetic_video(tmp_path / "src.avi", 30, (32, 48))
+    name = os.fsdecode(os.fsencode(str(tmp_path)) + b"/clip\xff.avi")
+    try:
+        Path(name).write_bytes(src.read_bytes())
+    except (OSError, UnicodeError):
+        pytest.skip("this file system refuses file names that are not UTF-8")
+    v = load_video(name, pre())
+    assert v.source == name and frames_seen(v) == sample_indices("segments", 30, 8)[0].tolist()
+
+
+def test_relative_name_with_a_colon_is_a_file_not_a_protocol(tmp_path, monkeypatch):
+    # FFmpeg reads a relative "file:x.avi" as protocol "file"; OpenCV then falls back to another reader
+    write_synthetic_video(tmp_path / "file:clip.avi", 30, (32, 48))
+    monkeypatch.chdir(tmp_path)
+    rel = load_video("file:clip.avi", pre())
+    ab = load_video(tmp_path / "file:clip.avi", pre())
+    assert rel.source == "file:clip.avi" and frames_seen(rel) == sample_indices("segments", 30, 8)[0].tolist()
+    np.testing.assert_array_equal(rel.views, ab.views)
+
+
+def test_stdin_absurd_names_and_view_counts_raise(index_mp4, tmp_path):
+    with pytest.raises(VideployError, match="standard input"):
+        load_video("-", pre())
+    with pytest.raises(VideployError, match="cannot access video .*File name too long"):
+        load_video(tmp_path / ("a" * 300 + ".mp4"), pre())  # stat() raises instead of saying "missing"
+    with pytest.raises(VideployError, match="num_clips must be between 1 and 64, got 100000"):
+        load_video(index_mp4, pre(), num_clips=100000)
+
+
+@pytest.mark.parametrize("failure, message", [(cv2.error("(-215:Assertion failed) boom"), "OpenCV failed while decoding"), (MemoryError(), "ran out of memory")])
+def test_decoder_failures_become_errors_for_that_video(index_mp4, monkeypatch, failure, message):
+    def keep(self, *args):
+        raise failure
+
+    monkeypatch.setattr(video_mod._Reader, "_keep", keep)
+    with pytest.raises(VideployError, match=message) as info:
+        load_video(index_mp4, pre())
+    assert str(index_mp4) in str(info.value)
+
+
+def test_unknown_header_properties_are_zero():
+    assert [video_mod._prop_int(x) for x in (None, float("nan"), -1.0, 0.0, 64.0)] == [0, 0, 0, 0, 64]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -25,7 +26,11 @@ videos you pass, which only demonstrates the method: fit them on a calibration s
 The result shows the exit taken, the cubes looked at (frames + boxes) and the GFLOPs spent;
 --visualize draws the cubes.
 
-Damaged or unreadable videos are reported one by one; the others are still predicted.
+Damaged or unreadable videos are reported one by one (one 'videploy predict: error:' line
+each, exit status 2); the others are still predicted. A video that is only partly readable
+(truncated, fewer frames than the model samples, a wrong frame count) is predicted from the
+frames that decode, with a note saying so. FFmpeg's own messages are hidden; 'videploy -v
+predict ...' shows them (and tracebacks).
 """
 
 EPILOG = """\
@@ -101,7 +106,10 @@ def run(args: argparse.Namespace) -> int:
     from videploy.calibration.exit_thresholds import thresholds_for_budget
     from videploy.errors import VideployError
     from videploy.runtime import load
+    from videploy.runtime.video import check_view_counts, quiet_decoder_logs
 
+    if not getattr(args, "verbose", False):
+        quiet_decoder_logs()  # damaged files are reported below, one line each; -v shows FFmpeg's details
     out = Console(highlight=False)
     err = Console(stderr=True, highlight=False)
     if args.top_k < 1:
@@ -130,15 +138,26 @@ def run(args: argparse.Namespace) -> int:
             if value is not None:
                 raise VideployError(f"{flag} is for adaptive (AdaFocusV3) bundles; {m.model_name!r} is a {m.family} bundle")
     views = rec.views(args.views)  # validate before decoding anything
+    check_view_counts(*views)
+    if args.visualize:
+        try:
+            args.visualize.encode("utf-8")
+        except UnicodeEncodeError:
+            # OpenCV's writers crash (segmentation fault) on a path that is not valid UTF-8
+            raise VideployError(f"--visualize {args.visualize!r}: the path is not valid UTF-8, which OpenCV cannot write to; choose another name") from None
 
     failures: list[tuple[str, str]] = []
 
     def prepared() -> Iterator[Any]:
         for v in args.videos:
             try:
-                yield rec.prepare(v, args.views)
+                vi = rec.prepare(v, args.views)
             except VideployError as exc:
                 failures.append((v, str(exc)))
+                continue
+            # the display crops (T x H x W x 3 per video) are only drawn by --visualize; results keep
+            # whatever their input carries, so drop them here to keep a run over many videos flat
+            yield vi if args.visualize else dataclasses.replace(vi, display_frames=None)
 
     thresholds = parse_thresholds(args.thresholds) if args.thresholds else None
     budget_info: dict[str, Any] | None = None
@@ -196,7 +215,8 @@ def run(args: argparse.Namespace) -> int:
     else:
         _print_tables(out, rec, args, results, thresholds, budget_info, written)
     for source_name, message in failures:
-        err.print(f"videploy predict: error: {message}", markup=False)
+        # one line per video (no wrapping), so scripts can grep the failures
+        err.print(f"videploy predict: error: {message}", markup=False, soft_wrap=True)
     return 2 if failures else 0
 
 

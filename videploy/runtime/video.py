@@ -18,9 +18,18 @@ Decoding (files)
     seeks when the needed frames are far apart. ``CAP_PROP_FRAME_COUNT`` is only a hint: the count is
     verified (the frame at ``count - 1`` must exist and be the last), and when it is wrong or missing
     the frames are counted by decoding sequentially and the indices recomputed from the real count.
-    Each kept frame is resized right after decoding, so memory is ``T`` small frames plus one frame
-    at source resolution. Frames larger than :data:`MAX_FRAME_PIXELS` (8K UHD, 7680 x 4320) are
-    refused before decoding.
+    Each kept frame is resized and cropped right after decoding, so memory is ``T x crops`` crops
+    plus one frame at source resolution and one resized frame. Frames larger than
+    :data:`MAX_FRAME_PIXELS` (8K UHD, 7680 x 4320) are refused before decoding, and so are frames
+    whose resize would exceed that many pixels (an extreme aspect ratio such as 1 x 4000: the short
+    side is scaled up to the model's size and the long side with it).
+
+    The file is opened by its absolute path (a relative ``name:rest`` would be taken by FFmpeg as a
+    protocol). A path containing ``%`` is opened through a temporary symlink with a plain name,
+    because FFmpeg's image-sequence reader (and OpenCV's) would expand ``img_%03d.png`` into
+    *other* files; so is a path that is not valid UTF-8 (OpenCV's Python binding crashes on it).
+    OpenCV errors and running out of memory while decoding one video become a
+    :class:`VideployError` for that video.
 
 Fallbacks (reported in :attr:`VideoInput.notes`, never silent)
     * fewer frames than the model samples: indices repeat as the official samplers do for short
@@ -29,14 +38,21 @@ Fallbacks (reported in :attr:`VideoInput.notes`, never silent)
       none decodes the call fails with a :class:`VideployError`;
     * a wrong container frame count: recounted as above.
 
-Everything else that is wrong (missing path, directory, not a video, zero frames, a frame array of
-the wrong shape or dtype) raises :class:`VideployError` naming the input.
+Determinism: a file gives exactly the views of its frames passed as an array, run after run. The
+one exception is a *damaged* stream decoded with FFmpeg's frame threads (OpenCV's default): how the
+decoder conceals broken macroblocks can vary between runs. Single-threaded decoding would fix
+that at a large cost in decoding speed for every healthy video, so it is not done.
+
+Everything else that is wrong (missing path, directory, ``-`` for standard input, not a video, zero
+frames, a frame array of the wrong shape or dtype) raises :class:`VideployError` naming the input.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import shutil
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence, Union
@@ -53,6 +69,11 @@ log = logging.getLogger(__name__)
 # 8K UHD. A larger frame is ~100 MB per decoded BGR copy, and such a size in a header is usually a
 # damaged or hostile file; refuse it rather than let the decoder allocate gigabytes.
 MAX_FRAME_PIXELS = 7680 * 4320
+# Multi-view testing uses a few clips (Video-FocalNet's official protocol: 4); a huge count is a
+# typo that would allocate clips x crops x T frames.
+MAX_CLIPS = 64
+# Characters that make FFmpeg / OpenCV read a file name as an image-sequence pattern.
+_PATTERN_CHARS = "%"
 # Seek instead of grabbing through when needed frames are on average this many frames apart.
 SEEK_MIN_GAP = 150
 # A frame array source must be (T, H, W, 3) uint8 RGB.
@@ -104,29 +125,37 @@ def load_video(
     """
     clips = 1 if num_clips is None else int(num_clips)
     crops = 1 if num_crops is None else int(num_crops)
-    if clips < 1:
-        raise VideployError(f"num_clips must be >= 1, got {num_clips}")
-    if crops not in (1, 3):
-        raise VideployError(f"num_crops must be 1 (centre crop) or 3 (official three-crop), got {num_crops}")
+    check_view_counts(clips, crops)
     pre = preprocessing
     T = pre.num_frames
     notes: list[str] = []
-    transform = _FrameTransform(pre, crops)
 
     if isinstance(source, np.ndarray):
         frames_arr = _check_array(source)
+        label = f"<array {tuple(frames_arr.shape)}>"
+        transform = _FrameTransform(pre, crops, "the frame array")
+        size = (int(frames_arr.shape[1]), int(frames_arr.shape[2]))
+        transform.check(*size)
         n = frames_arr.shape[0]
         idx = sample_indices(pre.sampling, n, T, num_clips=clips, frame_interval=pre.frame_interval)
-        kept = {int(i): transform.resize(frames_arr[int(i)]) for i in np.unique(idx)}
-        label = f"<array {tuple(frames_arr.shape)}>"
-        size = (int(frames_arr.shape[1]), int(frames_arr.shape[2]))
+        kept = {int(i): transform.crops(frames_arr[int(i)]) for i in np.unique(idx)}
         fps = None
     elif isinstance(source, (str, os.PathLike)):
         path = _check_path(source)
         label = str(path)
-        reader = _Reader(path)
-        size, fps = reader.size, reader.fps
-        n, idx, kept = reader.read_sampled(pre, clips, transform, seek, notes)
+        transform = _FrameTransform(pre, crops, f"video {label!r}")
+        try:
+            with _Reader(path) as reader:
+                size, fps = reader.size, reader.fps
+                if min(size) > 0:  # the header's size, before decoding anything (0 = unknown)
+                    transform.check(*size)
+                n, idx, kept = reader.read_sampled(pre, clips, transform, seek, notes)
+        except cv2.error as exc:
+            # OpenCV asserts on some damaged streams; that is this video's problem, not the caller's
+            detail = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+            raise VideployError(f"OpenCV failed while decoding {label!r} ({detail}); the file is damaged or in an unsupported format, re-encode it") from None
+        except MemoryError:
+            raise VideployError(f"ran out of memory while decoding {label!r} (its frames are very large); downscale it first, e.g. ffmpeg -i IN -vf scale=-2:720 OUT.mp4") from None
     else:
         raise VideployError(
             f"cannot read a video from a {type(source).__name__}; pass a file path or a numpy array of frames (T, H, W, 3) uint8 RGB"
@@ -150,6 +179,28 @@ def load_video(
         notes=tuple(notes),
         display_frames=display,
     )
+
+
+def check_view_counts(num_clips: int, num_crops: int) -> None:
+    """Raise :class:`VideployError` unless 1 <= ``num_clips`` <= :data:`MAX_CLIPS` and ``num_crops`` is 1 or 3."""
+    if not 1 <= num_clips <= MAX_CLIPS:
+        raise VideployError(
+            f"num_clips must be between 1 and {MAX_CLIPS}, got {num_clips}; multi-view testing uses a few clips "
+            "(Video-FocalNet's official protocol is 4 clips x 3 crops)"
+        )
+    if num_crops not in (1, 3):
+        raise VideployError(f"num_crops must be 1 (centre crop) or 3 (official three-crop), got {num_crops}")
+
+
+def quiet_decoder_logs() -> None:
+    """Silence FFmpeg's and OpenCV's own console messages for this process (command-line tools call it).
+
+    Damaged videos make FFmpeg print a line per broken macroblock; the runtime already reports what
+    matters (an error, or a note that frames were recounted). Must run before the first
+    ``cv2.VideoCapture`` of the process; an ``OPENCV_FFMPEG_LOGLEVEL`` already set by the user wins.
+    """
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
 
 
 _REPEAT = {
@@ -179,15 +230,23 @@ def _check_array(a: np.ndarray) -> np.ndarray:
 
 
 def _check_path(source: str | os.PathLike) -> Path:
+    if str(source) == "-":
+        raise VideployError(
+            "reading a video from standard input ('-') is not supported: the reader verifies the frame count and may seek, "
+            "which needs a file; save the stream to a file first"
+        )
     path = Path(source)
-    if not path.exists():
-        raise VideployError(f"video {str(path)!r} does not exist; check the path")
-    if path.is_dir():
-        raise VideployError(f"{str(path)!r} is a directory, not a video file; pass the video files themselves (e.g. {path}/*.mp4)")
-    if not path.is_file():
-        raise VideployError(f"{str(path)!r} is not a regular file; pass a video file")
-    if path.stat().st_size == 0:
-        raise VideployError(f"video {str(path)!r} is empty (0 bytes); the file is damaged or was not written completely")
+    try:
+        if not path.exists():
+            raise VideployError(f"video {str(path)!r} does not exist; check the path")
+        if path.is_dir():
+            raise VideployError(f"{str(path)!r} is a directory, not a video file; pass the video files themselves (e.g. {path}/*.mp4)")
+        if not path.is_file():
+            raise VideployError(f"{str(path)!r} is not a regular file; pass a video file")
+        if path.stat().st_size == 0:
+            raise VideployError(f"video {str(path)!r} is empty (0 bytes); the file is damaged or was not written completely")
+    except OSError as exc:  # name too long, a directory on the way that may not be searched, ...
+        raise VideployError(f"cannot access video {str(path)!r}: {exc.strerror or exc}; check the path and its permissions") from None
     if not os.access(path, os.R_OK):
         raise VideployError(f"video {str(path)!r} is not readable; check its permissions")
     return path
@@ -199,10 +258,49 @@ class _Reader:
 
     def __init__(self, path: Path):
         self.path = path
+        self._link_dir: str | None = None
+        self._name = os.path.abspath(path)  # absolute: FFmpeg reads a relative "name:rest" as protocol "name"
+        try:
+            if _needs_plain_name(self._name):
+                self._name = self._plain_link(self._name)
+            self._probe()
+        except BaseException:
+            self.close()
+            raise
+
+    def __enter__(self) -> "_Reader":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._link_dir is not None:
+            shutil.rmtree(self._link_dir, ignore_errors=True)
+            self._link_dir = None
+
+    def _plain_link(self, name: str) -> str:
+        """A symlink to ``name`` with a plain path: no pattern characters, valid UTF-8."""
+        suffix = Path(name).suffix
+        suffix = suffix if suffix[1:].isalnum() else ""  # the suffix still picks the demuxer for images
+        try:
+            self._link_dir = tempfile.mkdtemp(prefix="videploy-video-")
+            link = os.path.join(self._link_dir, "video" + suffix)
+            os.symlink(name, link)
+        except OSError as exc:
+            raise VideployError(
+                f"{str(self.path)!r}: OpenCV cannot open this file name as it is ('%' is read as an image-sequence pattern; "
+                f"a name that is not valid UTF-8 cannot be passed), and no plain-named link could be made ({exc}); rename the file"
+            ) from None
+        if _needs_plain_name(link):
+            raise VideployError(f"{str(self.path)!r}: OpenCV cannot open this file name as it is (a '%' or invalid UTF-8 in it); rename the file")
+        return link
+
+    def _probe(self) -> None:
         cap = self._open()
         try:
-            w = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH) or 0)
-            h = int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT) or 0)
+            w = _prop_int(cap.get(cv2.CAP_PROP_FRAME_WIDTH))
+            h = _prop_int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
             fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
             count = cap.get(cv2.CAP_PROP_FRAME_COUNT)
         finally:
@@ -214,7 +312,7 @@ class _Reader:
         self.claimed = int(count) if count is not None and np.isfinite(count) and 0 < count < 1e9 else 0
 
     def _open(self) -> "cv2.VideoCapture":
-        cap = cv2.VideoCapture(str(self.path))
+        cap = cv2.VideoCapture(self._name)
         if not cap.isOpened():
             cap.release()
             raise VideployError(
@@ -254,10 +352,16 @@ class _Reader:
                 f"no frame of {str(self.path)!r} could be decoded (the file is empty, truncated before its first frame, "
                 "or not a video); check the file plays, or re-encode it"
             )
-        if self.claimed > 0 and true_n != self.claimed:
+        if self.claimed > 0 and true_n < self.claimed:
             notes.append(
-                f"the file claims {self.claimed} frames but {true_n} decode (damaged or truncated file, or a wrong header); "
+                f"the file claims {self.claimed} frames but only {true_n} decode (damaged or truncated file, or a wrong header); "
                 f"frames were sampled from the {true_n} that decode"
+            )
+        elif self.claimed > 0 and true_n > self.claimed:
+            # containers without a frame index (MPEG-PS/TS, some MKV/WebM) only estimate the count from the duration
+            notes.append(
+                f"the file claims {self.claimed} frames but {true_n} decode (the container's count is an estimate or wrong); "
+                f"frames were sampled from all {true_n}"
             )
         idx = sample_indices(pre.sampling, true_n, pre.num_frames, num_clips=clips, frame_interval=pre.frame_interval)
         wanted = sorted({int(i) for i in idx.ravel()})
@@ -330,8 +434,27 @@ class _Reader:
         elif bgr.shape[2] == 4:
             bgr = cv2.cvtColor(bgr, cv2.COLOR_BGRA2BGR)
         self._check_size(bgr.shape[1], bgr.shape[0])
+        transform.check(bgr.shape[0], bgr.shape[1])  # frames may differ from the header's size
         rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-        return transform.resize(rgb)
+        return transform.crops(rgb)
+
+
+def _needs_plain_name(name: str) -> bool:
+    """True if OpenCV must not get ``name`` itself: '%' would be expanded as an image-sequence pattern,
+    and a name that is not valid UTF-8 (undecodable bytes, kept by Python as surrogates) crashes
+    ``cv2.VideoCapture`` (a segmentation fault in OpenCV 5.0's argument conversion)."""
+    if any(c in name for c in _PATTERN_CHARS):
+        return True
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def _prop_int(value: float | None) -> int:
+    """A size property as int; 0 when the backend does not know it (None, NaN, negative)."""
+    return int(value) if value is not None and np.isfinite(value) and value > 0 else 0
 
 
 def _gap(wanted: Sequence[int]) -> float:
@@ -351,9 +474,10 @@ class _FrameTransform:
     anti-aliasing that PIL's bilinear (torchvision on PIL images) applies.
     """
 
-    def __init__(self, pre: Preprocessing, crops: int):
+    def __init__(self, pre: Preprocessing, crops: int, what: str = "the video"):
         self.pre = pre
-        self.crops = crops
+        self.what = what  # for messages
+        self.num_crops = crops
         self.crop_h, self.crop_w = pre.crop_size
         self.mmcv = pre.sampling == "clip"
         mean = np.asarray(pre.mean, dtype=np.float32)
@@ -365,7 +489,7 @@ class _FrameTransform:
     def target_size(self, h: int, w: int) -> tuple[int, int]:
         """(H, W) after the resize step, for a frame of (h, w)."""
         ch, cw = self.crop_h, self.crop_w
-        if self.crops == 3:
+        if self.num_crops == 3:
             # official ThreeCrop: the short side becomes the crop size; cover the crop for non-square crops
             s = max(ch / h, cw / w)
             return max(ch, self._round(h * s)), max(cw, self._round(w * s))
@@ -390,6 +514,24 @@ class _FrameTransform:
     def _round(self, x: float) -> int:
         return int(x + 0.5) if self.mmcv else int(x)
 
+    def check(self, h: int, w: int) -> None:
+        """Refuse a frame size whose resize would exceed :data:`MAX_FRAME_PIXELS` (extreme aspect ratios)."""
+        nh, nw = self.target_size(h, w)
+        if nh * nw > MAX_FRAME_PIXELS:
+            ratio = max(h, w) / max(1, min(h, w))
+            raise VideployError(
+                f"{self.what} has {w}x{h} frames, an aspect ratio of {ratio:.0f}:1: resizing them for this model "
+                f"would make {nw}x{nh} frames, more than the limit of {MAX_FRAME_PIXELS} pixels; pad (or crop) the video "
+                "to a usual aspect ratio first, e.g. ffmpeg -i IN -vf \"pad='max(iw,ih*9/16)':'max(ih,iw*9/16)':-1:-1\" OUT.mp4"
+            )
+
+    def crops(self, rgb: np.ndarray) -> np.ndarray:
+        """Resize then crop one RGB frame: (crops, crop_h, crop_w, 3) uint8 — all that is kept of it."""
+        frame = self.resize(rgb)
+        h, w = frame.shape[:2]
+        ch, cw = self.crop_h, self.crop_w
+        return np.stack([frame[top : top + ch, left : left + cw] for top, left in self.crop_boxes(h, w)])
+
     def resize(self, rgb: np.ndarray) -> np.ndarray:
         h, w = rgb.shape[:2]
         nh, nw = self.target_size(h, w)
@@ -402,7 +544,7 @@ class _FrameTransform:
     def crop_boxes(self, h: int, w: int) -> list[tuple[int, int]]:
         """(top, left) of each crop in a resized frame of (h, w)."""
         ch, cw = self.crop_h, self.crop_w
-        if self.crops == 1:
+        if self.num_crops == 1:
             if self.mmcv:
                 return [((h - ch) // 2, (w - cw) // 2)]
             return [(int(round((h - ch) / 2.0)), int(round((w - cw) / 2.0)))]
@@ -414,24 +556,16 @@ class _FrameTransform:
         return [((h - ch) // 2, 0), ((h - ch) // 2, 2 * step), ((h - ch) // 2, step)]
 
     def views(self, idx: np.ndarray, kept: dict[int, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """Normalised views (clips * crops, T, 3, H, W) from the kept crops, and clip 0 / crop 0 for display."""
         clips, T = idx.shape
-        ch, cw = self.crop_h, self.crop_w
-        out = np.empty((clips * self.crops, T, 3, ch, cw), dtype=np.float32)
-        display = None
+        k = self.num_crops
+        out = np.empty((clips * k, T, 3, self.crop_h, self.crop_w), dtype=np.float32)
         scale = np.float32(self.pre.scale)
         for c in range(clips):
-            for t in range(T):
-                frame = kept[int(idx[c, t])]
-                h, w = frame.shape[:2]
-                for k, (top, left) in enumerate(self.crop_boxes(h, w)):
-                    crop = frame[top : top + ch, left : left + cw]
-                    if self.pre.channel_order == "BGR":
-                        crop = crop[..., ::-1]
-                    x = crop.astype(np.float32) * scale
-                    x = (x - self.mean) / self.std
-                    out[c * self.crops + k, t] = x.transpose(2, 0, 1)
-                    if c == 0 and k == 0:
-                        if display is None:
-                            display = np.empty((T, ch, cw, 3), dtype=np.uint8)
-                        display[t] = frame[top : top + ch, left : left + cw]
+            x = np.stack([kept[int(i)] for i in idx[c]])  # (T, crops, H, W, 3) uint8 RGB
+            if self.pre.channel_order == "BGR":
+                x = x[..., ::-1]
+            x = (x.astype(np.float32) * scale - self.mean) / self.std
+            out[c * k : (c + 1) * k] = x.transpose(1, 0, 4, 2, 3)
+        display = np.stack([kept[int(i)][0] for i in idx[0]])
         return out, display
