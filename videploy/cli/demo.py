@@ -74,6 +74,10 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     out = Console(highlight=False)
+    if not args.verbose:
+        from videploy.runtime.video import quiet_decoder_logs
+
+        quiet_decoder_logs()  # the demo's videos are fine; FFmpeg chatter would only distract
     if args.out:
         work = Path(args.out)
         work.mkdir(parents=True, exist_ok=True)

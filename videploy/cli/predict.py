@@ -140,11 +140,9 @@ def run(args: argparse.Namespace) -> int:
     views = rec.views(args.views)  # validate before decoding anything
     check_view_counts(*views)
     if args.visualize:
-        try:
-            args.visualize.encode("utf-8")
-        except UnicodeEncodeError:
-            # OpenCV's writers crash (segmentation fault) on a path that is not valid UTF-8
-            raise VideployError(f"--visualize {args.visualize!r}: the path is not valid UTF-8, which OpenCV cannot write to; choose another name") from None
+        from videploy.runtime.visualize import check_output_path
+
+        check_output_path(args.visualize)  # before decoding anything
 
     failures: list[tuple[str, str]] = []
 

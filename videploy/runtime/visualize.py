@@ -79,12 +79,28 @@ def contact_sheet(prediction) -> np.ndarray:
     return np.concatenate([_header(prediction, sheet.shape[1]), sheet], axis=0)
 
 
-def write_visualization(prediction, path: str | Path) -> Path:
-    """Write a contact sheet (``.png``, ``.jpg``) or a clip (``.mp4``, ``.avi``) of the focus steps."""
+SUFFIXES = (".png", ".jpg", ".jpeg", ".mp4", ".avi")
+
+
+def check_output_path(path: str | Path) -> Path:
+    """The checks :func:`write_visualization` needs, callable before any work is done."""
     path = Path(path)
-    suffix = path.suffix.lower()
+    try:
+        str(path).encode("utf-8")
+    except UnicodeEncodeError:
+        # OpenCV's writers crash (segmentation fault) on a path that is not valid UTF-8
+        raise VideployError(f"cannot write {str(path)!r}: the path is not valid UTF-8, which OpenCV cannot write to; choose another name") from None
+    if path.suffix.lower() not in SUFFIXES:
+        raise VideployError(f"visualizations are written as .png, .jpg, .mp4 or .avi, not {path.name!r}")
     if path.parent and not path.parent.is_dir():
         raise VideployError(f"cannot write {str(path)!r}: directory {str(path.parent)!r} does not exist")
+    return path
+
+
+def write_visualization(prediction, path: str | Path) -> Path:
+    """Write a contact sheet (``.png``, ``.jpg``) or a clip (``.mp4``, ``.avi``) of the focus steps."""
+    path = check_output_path(path)
+    suffix = path.suffix.lower()
     if suffix in (".png", ".jpg", ".jpeg"):
         if not cv2.imwrite(str(path), contact_sheet(prediction)):
             raise VideployError(f"OpenCV could not write {str(path)!r}")
@@ -102,5 +118,4 @@ def write_visualization(prediction, path: str | Path) -> Path:
                 writer.write(fr)
         finally:
             writer.release()
-        return path
-    raise VideployError(f"--visualize writes .png, .jpg, .mp4 or .avi, not {path.name!r}")
+    return path
