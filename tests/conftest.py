@@ -24,6 +24,18 @@ def reference_vectors() -> list[Path]:
     return vectors
 
 
+def reference_vector(ref_dir: Path, stem: str) -> tuple[dict, dict]:
+    """``(sidecar, arrays)`` of ``ref_dir/stem.npz`` (see tests/reference_vectors.py); skips if it is missing."""
+    from tests.reference_vectors import load_vector
+
+    path = ref_dir / f"{stem}.npz"
+    if not path.is_file():
+        if os.environ.get("CI"):
+            pytest.fail(f"reference vector {path} is missing")
+        pytest.skip(f"reference vector {path} is missing")
+    return load_vector(path)
+
+
 @pytest.fixture(scope="session")
 def ref_dir() -> Path:
     d = reference_dir()

@@ -10,7 +10,8 @@ import torch
 from torch.export import Dim, export
 
 import videploy.models as vm
-from tests.reference_vectors import constructor_kwargs, load_vector
+from tests.conftest import reference_vector
+from tests.reference_vectors import constructor_kwargs
 from videploy.errors import VideployError
 from videploy.models.blocks.resnet import BasicBlock, Bottleneck, ResNet, resnet18, resnet50
 
@@ -19,10 +20,7 @@ VECTOR = "uniadafocus_resnet_public"
 
 @pytest.fixture(scope="module")
 def reference(ref_dir):
-    path = ref_dir / f"{VECTOR}.npz"
-    if not path.is_file():
-        pytest.skip(f"reference vector {path} is missing")
-    return load_vector(path)
+    return reference_vector(ref_dir, VECTOR)
 
 
 def test_reference_vector(reference):

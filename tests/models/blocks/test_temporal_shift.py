@@ -8,7 +8,7 @@ import torch
 from torch import nn
 from torch.export import Dim, export
 
-from tests.reference_vectors import load_vector
+from tests.conftest import reference_vector
 from videploy.errors import VideployError
 from videploy.models.blocks.temporal_shift import TemporalShift, temporal_shift
 
@@ -33,10 +33,7 @@ def loop_shift(x: torch.Tensor, n_segment: int, fold_div: int) -> torch.Tensor:
 
 
 def test_reference_vector(ref_dir):
-    path = ref_dir / "uniadafocus_tsm_shift_public.npz"
-    if not path.is_file():
-        pytest.skip(f"reference vector {path} is missing")
-    meta, arrays = load_vector(path)
+    meta, arrays = reference_vector(ref_dir, "uniadafocus_tsm_shift_public")
     x = torch.from_numpy(arrays["in"]["x"])
     n_segment = meta["shift_config"]["n_segment"]
     for d in meta["shift_config"]["fold_divs"]:
