@@ -52,12 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
 
     from videploy import runtime
-    from videploy.bench.adaptive import (
-        ExitThresholds,
-        bench_batching,
-        bench_early_exit,
-        resolve_thresholds,
-    )
+    from videploy.bench.adaptive import bench_batching, bench_early_exit
+    from videploy.calibration.fit_on_videos import ExitThresholds, resolve_exit_thresholds
     from videploy.bench.inputs import clip_stream
     from videploy.runtime.samples import sample_video_path
 
@@ -74,12 +70,12 @@ def main(argv: list[str] | None = None) -> int:
         log(f"decoding {args.videos} clips from {', '.join(Path(f).name for f in files)}")
         stream = clip_stream(files, args.videos, m.preprocessing)
 
-        settings: list[tuple[str, ExitThresholds]] = [("equal exits", resolve_thresholds(rec, stream, args.batch))]
+        settings: list[tuple[str, ExitThresholds]] = [("equal exits", resolve_exit_thresholds(rec, stream, batch_size=args.batch, default="equal exits"))]
         for f in fractions:
             budget = ee.exit_gflops[0] + f * (ee.exit_gflops[-1] - ee.exit_gflops[0])
-            settings.append((f"budget {f:g} ({budget:.3g} GFLOPs)", resolve_thresholds(rec, stream, args.batch, budget=budget)))
+            settings.append((f"budget {f:g} ({budget:.3g} GFLOPs)", resolve_exit_thresholds(rec, stream, budget=budget, batch_size=args.batch)))
         if ee.thresholds is not None:
-            settings.append(("bundle", resolve_thresholds(rec, stream, args.batch)))
+            settings.append(("bundle", resolve_exit_thresholds(rec, stream, batch_size=args.batch)))
 
         rows, dump = [], []
         for label, eta in settings:

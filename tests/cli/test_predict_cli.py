@@ -118,7 +118,7 @@ def test_adaptive_thresholds_and_work(capsys, bundles):
     code, doc = run_json(capsys, ada, VIDEO, VIDEO, "--thresholds", "inf," + ",".join(["-inf"] * TF))
     assert code == 0 and doc["work"]["calls"] == {"glance": 1}
     assert all(r["adaptive"]["exit_step"] == 0 and r["gflops"] == EXIT_GFLOPS[0] for r in doc["results"])
-    assert doc["thresholds"]["source"] == "call"
+    assert doc["thresholds"]["source"] == "given"
     assert main(["predict", str(ada), VIDEO, "--thresholds", "0.5,b"]) == 2
     assert "'b' is not a number" in capsys.readouterr().err
     assert main(["predict", str(ada), VIDEO, "--thresholds", "1,2"]) == 2
@@ -133,7 +133,7 @@ def test_budget_fits_thresholds_and_says_so(capsys, bundles, tmp_path):
         code, doc = run_json(capsys, ada, *videos, "--budget", budget, "--batch-size", 3, *continuous)
         assert code == 0
         spent = [r["gflops"] for r in doc["results"]]
-        b = doc["thresholds"]["budget"]
+        b = doc["thresholds"]
         assert np.mean(spent) <= budget + 1e-9 and np.mean(spent) == pytest.approx(b["expected_gflops"])
         assert "calibration set" in b["note"] and b["fitted_on"] == len(videos)
         exits = [r["adaptive"]["exit_step"] for r in doc["results"]]

@@ -22,7 +22,9 @@ import pytest
 import torch
 
 from tests.export.conftest import small_overrides
-from videploy.export.verify import adafocus_chain, batch_of, real_views, torch_runner
+from videploy.export.torch_backend import TorchBackend
+from videploy.export.verify import batch_of, real_views
+from videploy.runtime.compare import record_calls
 from videploy.models import available, create, resolve_kwargs
 
 REPO = Path(__file__).resolve().parents[2]
@@ -34,22 +36,18 @@ STANDALONE = textwrap.dedent(
     sys.modules["torch"] = None  # the bundle must run without torch
     from pathlib import Path
     import numpy as np
-    from videploy.bundle import read_manifest
-    from videploy.export.verify import adafocus_chain, batch_of, ort_runner, real_views
+    from videploy.export.verify import batch_of, real_views
+    from videploy.runtime.backends.onnxruntime import OnnxRuntimeBackend
+    from videploy.runtime.compare import record_calls
 
     bundle, out = Path(sys.argv[1]), sys.argv[2]
-    m = read_manifest(bundle)
-    view, _ = real_views(m.preprocessing)
+    backend = OnnxRuntimeBackend(bundle, threads=1)
+    view, _ = real_views(backend.manifest.preprocessing)
     video = batch_of(view, 2)
-    run = ort_runner({g.role: bundle / g.file for g in m.graphs}, threads=1)
-    if m.early_exit is None:
-        g = m.graphs[0]
-        results = {"main/logits": run(g.role, {g.inputs[0].name: video})["logits"]}
-    else:
-        results = {}
-        for i, (role, label, outs) in enumerate(adafocus_chain(run, video, m.early_exit)):
-            for name, value in outs.items():
-                results[f"{i}/{role}/{name}"] = value
+    results = {}
+    for i, call in enumerate(record_calls(backend, video)):  # the runtime's path (AdaFocusV3: its chain)
+        for name, value in call.outputs.items():
+            results[f"{i}/{call.role}/{name}"] = value
     assert "torch" not in sys.modules or sys.modules["torch"] is None
     np.savez(out, **results)
     """
@@ -76,19 +74,15 @@ def zoo_export(tmp_path_factory):
     return get_result
 
 
-def _torch_outputs(name: str, manifest) -> dict[str, np.ndarray]:
+def _torch_outputs(name: str, bundle) -> dict[str, np.ndarray]:
     torch.manual_seed(0)  # export builds random weights from seed 0 too
     model = create(name, **small_overrides(name))
     view, _ = real_views(model.preprocessing())
     video = batch_of(view, 2)
-    graphs = model.deploy_graphs()
-    if manifest.early_exit is None:
-        with torch.inference_mode():
-            return {"main/logits": model(torch.from_numpy(video)).numpy()}
     out = {}
-    for i, (role, _, outs) in enumerate(adafocus_chain(torch_runner(graphs), video, manifest.early_exit)):
-        for n, v in outs.items():
-            out[f"{i}/{role}/{n}"] = v
+    for i, call in enumerate(record_calls(TorchBackend(bundle, model=model), video)):
+        for n, v in call.outputs.items():
+            out[f"{i}/{call.role}/{n}"] = v
     return out
 
 
@@ -111,7 +105,13 @@ def test_zoo_model_exports_verifies_and_runs_without_torch(name, zoo_export, tmp
     proc = subprocess.run([sys.executable, "-c", STANDALONE, str(result.bundle), str(out)], capture_output=True, text=True, env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     got = dict(np.load(out))
-    ref = _torch_outputs(name, m)
+    ref = _torch_outputs(name, result.bundle)
+    if m.early_exit is None:  # the monolithic PyTorch forward too, outside any backend
+        torch.manual_seed(0)
+        model = create(name, **small_overrides(name))
+        view, _ = real_views(model.preprocessing())
+        with torch.inference_mode():
+            np.testing.assert_allclose(ref["0/main/logits"], model(torch.from_numpy(batch_of(view, 2))).numpy(), rtol=1e-5, atol=1e-6)
     assert sorted(got) == sorted(ref)
     for key, r in ref.items():
         g = got[key]

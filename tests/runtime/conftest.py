@@ -11,7 +11,6 @@ import pytest
 
 from tests.runtime import fake_tensorrt
 from tests.runtime.toys import ToyAdaFocus, ToyStatic, adaptive_bundle, static_bundle
-from videploy.bundle.manifest import read_manifest
 
 # Every backend the contract test runs against. "tensorrt" is the real library (skipped where it is
 # not installed or there is no GPU); "tensorrt-simulated" runs the same backend code on the fakes.
@@ -62,27 +61,26 @@ def make_backend(monkeypatch) -> Callable:
     made = []
 
     def make(name: str, bundle: Path, model=None, **kw):
-        manifest = read_manifest(bundle)
         if name == "onnxruntime":
             from videploy.runtime.backends.onnxruntime import OnnxRuntimeBackend
 
-            b = OnnxRuntimeBackend(bundle, manifest, threads=1, **kw)
+            b = OnnxRuntimeBackend(bundle, threads=1, **kw)
         elif name == "torch":
             from videploy.export.torch_backend import TorchBackend
 
-            b = TorchBackend(bundle, manifest, model=model, **kw)
+            b = TorchBackend(bundle, model=model, **kw)
         elif name == "tensorrt":
             reason = _real_tensorrt_available()
             if reason:
                 pytest.skip(reason)
             from videploy.runtime.backends.tensorrt import TensorRTBackend
 
-            b = TensorRTBackend(bundle, manifest, device="cuda", **kw)
+            b = TensorRTBackend(bundle, device="cuda", **kw)
         elif name == "tensorrt-simulated":
             fake_tensorrt.install(monkeypatch)
             from videploy.runtime.backends.tensorrt import TensorRTBackend
 
-            b = TensorRTBackend(bundle, manifest, device="cuda", **kw)
+            b = TensorRTBackend(bundle, device="cuda", **kw)
         else:  # pragma: no cover
             raise ValueError(name)
         made.append(b)

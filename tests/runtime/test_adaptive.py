@@ -48,7 +48,7 @@ def thresholds(reference) -> list[float]:
 
 
 def runner_for(bundle) -> AdaptiveRunner:
-    return AdaptiveRunner(OnnxRuntimeBackend(bundle, read_manifest(bundle), threads=1), read_manifest(bundle))
+    return AdaptiveRunner(OnnxRuntimeBackend(bundle, threads=1))
 
 
 def expected_exits(reference: np.ndarray, eta: list[float]) -> list[int]:
@@ -163,7 +163,7 @@ def test_threshold_sources_and_errors(tmp_path, toy_adafocus, videos, reference)
         r.run(list(videos[:1]), thresholds=[1.0, 2.0])
     with pytest.raises(VideployError, match="must be numbers"):
         r.run(list(videos[:1]), thresholds=[float("nan")] * 4)
-    with pytest.raises(VideployError, match="exceeds the bundle's maximum batch 8"):
+    with pytest.raises(VideployError, match="between 1 and the bundle's maximum 8"):
         r.run(list(videos[:1]), batch_size=9)
     with pytest.raises(VideployError, match="must be \\(6, 3, H, W\\)"):
         r.run([videos[0][:3]])
@@ -180,6 +180,6 @@ def test_fixed_batch_bundle_pads(tmp_path, toy_adafocus, videos, reference, thre
 
 
 def test_not_adaptive_bundle(static_dir):
-    m = read_manifest(static_dir)
+    read_manifest(static_dir)
     with pytest.raises(VideployError, match="not an adaptive"):
-        AdaptiveRunner(OnnxRuntimeBackend(static_dir, m), m)
+        AdaptiveRunner(OnnxRuntimeBackend(static_dir))

@@ -85,9 +85,8 @@ def test_inconsistent_batch_and_unknown_names(backend_name, make_backend, adapti
 def test_adaptive_chain_with_device_handles(backend_name, make_backend, adaptive_dir, toy_adafocus):
     """glance -> policy -> local steps through the runner: equals the PyTorch chain at every exit."""
     b = make_backend(backend_name, adaptive_dir, toy_adafocus)
-    from videploy.bundle.manifest import read_manifest
 
-    runner = AdaptiveRunner(b, read_manifest(adaptive_dir))
+    runner = AdaptiveRunner(b)
     videos = np.random.default_rng(3).standard_normal((5, 6, 3, SIZE, SIZE)).astype(np.float32)
     ref = toy_adafocus.full_exits(torch.from_numpy(videos)).numpy()  # (5, Tf+1, C)
     full = runner.run(list(videos), thresholds=[-np.inf] * (TF + 1), batch_size=3, continuous=True)
@@ -116,52 +115,49 @@ def test_device_helpers_roundtrip(backend_name, make_backend, adaptive_dir, toy_
 
 
 def test_backend_activation_errors(monkeypatch, static_dir):
-    from videploy.bundle.manifest import read_manifest
     from videploy.runtime.backends import backend_class
     from videploy.runtime.backends.onnxruntime import OnnxRuntimeBackend
 
-    m = read_manifest(static_dir)
     with pytest.raises(VideployError, match="unknown backend 'tensorflow'"):
         backend_class("tensorflow")
     with pytest.raises(VideployError, match="runs on 'cpu', 'cuda', 'tensorrt', not 'tpu'"):
-        OnnxRuntimeBackend(static_dir, m, device="tpu")
+        OnnxRuntimeBackend(static_dir, device="tpu")
     import onnxruntime
 
     if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
         with pytest.raises(VideployError, match="no CUDAExecutionProvider.*onnxruntime-gpu"):
-            OnnxRuntimeBackend(static_dir, m, device="cuda")
+            OnnxRuntimeBackend(static_dir, device="cuda")
     with pytest.raises(VideployError, match="no int8 ONNX variant of graph 'main'"):
-        OnnxRuntimeBackend(static_dir, m, precision="int8")
+        OnnxRuntimeBackend(static_dir, precision="int8")
     # a backend whose library is missing says how to install it
     monkeypatch.setitem(__import__("sys").modules, "tensorrt", None)
     with pytest.raises(VideployError, match="needs the Python package 'tensorrt'.*pip install tensorrt"):
-        backend_class("tensorrt")(static_dir, m, device="cuda")
+        backend_class("tensorrt")(static_dir, device="cuda")
     with pytest.raises(VideployError, match="runs on 'cuda', not 'cpu'"):
-        backend_class("tensorrt")(static_dir, m, device="cpu")
+        backend_class("tensorrt")(static_dir, device="cpu")
 
 
 def test_damaged_graph_file(tmp_path, static_dir):
     import shutil
 
-    from videploy.bundle.manifest import read_manifest
     from videploy.runtime.backends.onnxruntime import OnnxRuntimeBackend
 
     d = shutil.copytree(static_dir, tmp_path / "b")
     (d / "main.onnx").write_bytes(b"garbage")
     with pytest.raises(VideployError, match="cannot load graph 'main'.*re-export"):
-        OnnxRuntimeBackend(d, read_manifest(d))
+        OnnxRuntimeBackend(d)
 
 
 def test_torch_backend_needs_the_exported_weights(tmp_path, adaptive_dir):
     from videploy.bundle.manifest import read_manifest
     from videploy.export.torch_backend import TorchBackend
 
-    m = read_manifest(adaptive_dir)  # records a checkpoint (toy.pth), so random re-initialisation is not an option
+    read_manifest(adaptive_dir)  # records a checkpoint (toy.pth), so random re-initialisation is not an option
     with pytest.raises(VideployError, match="exported from checkpoint 'toy.pth'; give the torch backend that checkpoint"):
-        TorchBackend(adaptive_dir, m)
+        TorchBackend(adaptive_dir)
     other = tmp_path / "other.pth"
     other.write_bytes(b"not the same weights")
     with pytest.raises(VideployError, match="not the one the bundle was exported from"):
-        TorchBackend(adaptive_dir, m, checkpoint=other)
+        TorchBackend(adaptive_dir, checkpoint=other)
     with pytest.raises(VideployError, match="does not exist"):
-        TorchBackend(adaptive_dir, m, checkpoint=tmp_path / "missing.pth")
+        TorchBackend(adaptive_dir, checkpoint=tmp_path / "missing.pth")

@@ -23,13 +23,13 @@ from videploy.runtime.adaptive import AdaptiveRunner
 def backend(bundle, **kw):
     from videploy.runtime.backends.tensorrt import TensorRTBackend
 
-    return TensorRTBackend(bundle, read_manifest(bundle), device="cuda", **kw)
+    return TensorRTBackend(bundle, device="cuda", **kw)
 
 
 def test_states_stay_on_the_device_between_steps(monkeypatch, adaptive_dir):
     cuda = fake_tensorrt.install(monkeypatch)
     b = backend(adaptive_dir)
-    runner = AdaptiveRunner(b, b.manifest)
+    runner = AdaptiveRunner(b)
     videos = list(np.random.default_rng(0).standard_normal((11, 6, 3, SIZE, SIZE)).astype(np.float32))
     full = runner.run(videos, thresholds=[-np.inf] * (TF + 1))
     ent = np.array([oc.entropies for oc in full])

@@ -14,11 +14,10 @@ are timed interleaved (:func:`~videploy.bench.timing.measure_interleaved`).
   exit) vs continuous batching (exited videos are replaced by new ones, so local-encoder calls
   stay full). Occupancy = local-encoder rows per call; results must be identical.
 
-Thresholds come from the call, else a budget (fitted on the benchmark stream itself with paper
-Eq. 7 -- which only demonstrates the mechanism), else the bundle's, else a default fitted on the
-stream that sends an equal share of the videos out at every exit (Eq. 7's geometric exit
-distribution with q = 1; exits whose entropies tie for every clip get no share): a spread of exits is what static vs continuous batching needs to differ,
-and a budget alone may put every video at one exit on a few random-weight clips.
+Thresholds: :func:`videploy.calibration.fit_on_videos.resolve_exit_thresholds` (the same use case
+``videploy predict`` runs), with the "equal exits" default: a spread of exits is what static vs
+continuous batching needs to differ, and a budget alone may put every video at one exit on a few
+random-weight clips.
 """
 
 from __future__ import annotations
@@ -37,30 +36,8 @@ from videploy.bench.timing import (
     measure_interleaved,
     speedup,
 )
-from videploy.calibration.exit_thresholds import (
-    expected_gflops,
-    fit_thresholds,
-    thresholds_for_budget,
-)
-from videploy.errors import VideployError
 from videploy.runtime.recognizer import Prediction, Recognizer
 from videploy.runtime.video import VideoInput
-
-
-@dataclass(frozen=True)
-class ExitThresholds:
-    values: tuple[float, ...]
-    source: str  # "given", "budget", "bundle", "equal exits" (the default)
-    budget: float | None = None
-    expected_gflops: float | None = None  # the fitted solution's average on the stream
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "values": [_jf(x) for x in self.values],
-            "source": self.source,
-            "budget_gflops": self.budget,
-            "expected_gflops": self.expected_gflops,
-        }
 
 
 @dataclass(frozen=True)
@@ -87,37 +64,6 @@ class Accounting:
             "local_rows_per_call": self.local_rows_per_call,
             "local_occupancy": self.local_rows_per_call / self.batch_size if self.batch_size else 0.0,
         }
-
-
-def resolve_thresholds(
-    rec: Recognizer,
-    stream: Sequence[VideoInput],
-    batch_size: int,
-    thresholds: Sequence[float] | None = None,
-    budget: float | None = None,
-) -> ExitThresholds:
-    """The thresholds the early-exit cases use (see the module docstring for the order)."""
-    ee = rec.manifest.early_exit
-    if ee is None:
-        raise VideployError(f"{rec.manifest.model_name!r} is not an adaptive (AdaFocusV3) bundle")
-    if thresholds is not None and budget is not None:
-        raise VideployError("give either --thresholds or --budget, not both")
-    if thresholds is not None:
-        return ExitThresholds(tuple(float(x) for x in rec.adaptive.thresholds(thresholds)), "given")
-    if budget is None and ee.thresholds is not None:
-        return ExitThresholds(tuple(float(x) for x in ee.thresholds), "bundle")
-    full = rec.predict_batch(stream, thresholds=[-math.inf] * (ee.num_steps + 1), batch_size=batch_size)
-    entropies = np.array([p.adaptive.entropies for p in full])
-    if budget is None:
-        # an exit whose entropy is the same for every clip (an untrained head: random weights give a
-        # uniform glance softmax) cannot separate them, so it gets no share rather than all the ties
-        spread = entropies.max(axis=0) - entropies.min(axis=0)
-        shares = (spread > 1e-6 * np.maximum(1.0, np.abs(entropies).max(axis=0))).astype(np.float64)
-        shares[-1] = 1.0
-        eta = fit_thresholds(entropies, shares)
-        return ExitThresholds(tuple(float(x) for x in eta), "equal exits", None, expected_gflops(entropies, eta, ee.exit_gflops))
-    sol = thresholds_for_budget(entropies, ee.exit_gflops, float(budget))
-    return ExitThresholds(tuple(sol.thresholds), "budget", float(budget), sol.expected_gflops)
 
 
 def account(rec: Recognizer, run: Callable[[], list[Prediction]], batch_size: int) -> tuple[Accounting, list[Prediction]]:
@@ -219,7 +165,3 @@ def _compare(
         )
     names = tuple(runs)
     return Comparison(names=(names[0], names[1]), timings=timings, accounting=accounting, identical_results=identical)
-
-
-def _jf(x: float) -> float | str:
-    return x if math.isfinite(x) else ("inf" if x > 0 else "-inf")

@@ -28,19 +28,12 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from videploy.bench import inputs as bench_inputs
-from videploy.bench.adaptive import (
-    Comparison,
-    ExitThresholds,
-    bench_batching,
-    bench_early_exit,
-    resolve_thresholds,
-)
+from videploy.bench.adaptive import Comparison, bench_batching, bench_early_exit
 from videploy.bench.backends import (
-    REFERENCE,
-    BackendFactory,
     BackendSlot,
     close_all,
     open_backends,
+    reference_of,
 )
 from videploy.bench.machine import machine_info
 from videploy.bench.timing import (
@@ -51,8 +44,11 @@ from videploy.bench.timing import (
     measure_interleaved,
     speedup,
 )
-from videploy.bundle.manifest import Manifest, read_manifest
+from videploy.bundle.bundle import Bundle, BundleLike
+from videploy.calibration.fit_on_videos import ExitThresholds, resolve_exit_thresholds
+from videploy.bundle.manifest import Manifest
 from videploy.errors import VideployError
+from videploy.runtime.backends import BackendSpec
 from videploy.runtime.recognizer import Recognizer
 from videploy.runtime.samples import sample_video_path
 from videploy.runtime.video import load_video
@@ -196,7 +192,7 @@ def valid_batches(manifest: Manifest, batches: Sequence[int]) -> tuple[list[int]
 
 
 def bench_bundle(
-    bundle_dir: str | Path,
+    bundle: BundleLike,
     backends: Sequence[str] = ("onnxruntime", "torch", "tensorrt"),
     batches: Sequence[int] = (1, 4),
     repeat: int = 10,
@@ -211,7 +207,7 @@ def bench_bundle(
     budget: float | None = None,
     adaptive_batch: int | None = None,
     adaptive: bool = True,
-    factories: Mapping[str, BackendFactory] | None = None,
+    factories: Mapping[str, BackendSpec] | None = None,
     clock: Clock = time.perf_counter,
     command: str | None = None,
     progress: Progress | None = None,
@@ -223,8 +219,8 @@ def bench_bundle(
     (graph latency only). ``factories``: see
     :func:`videploy.bench.backends.open_backends`. ``command``: recorded in the report as given."""
     say = progress or (lambda msg: None)
-    bundle_dir = Path(bundle_dir)
-    manifest = read_manifest(bundle_dir)
+    bundle = Bundle.of(bundle)
+    manifest = bundle.manifest
     ok_batches, notes = valid_batches(manifest, batches)
     files = [Path(v) for v in videos] if videos else [sample_video_path()]
     pre = manifest.preprocessing
@@ -241,10 +237,11 @@ def bench_bundle(
     decode = measure_interleaved([Case("decode", lambda: load_video(files[0], pre), items=1)], repeat=repeat, warmup=warmup, clock=clock)["decode"]
 
     say(f"opening backends: {', '.join(backends)}")
-    slots = open_backends(backends, bundle_dir, manifest, device=device, threads=threads, precision=precision, checkpoint=checkpoint, factories=factories)
+    options = {"torch": {"checkpoint": checkpoint}} if checkpoint is not None else None
+    slots = open_backends(backends, bundle, device=device, threads=threads, precision=precision, options=options, factories=factories)
     try:
         running = [s for s in slots if s.ok]
-        reference = REFERENCE if any(s.name == REFERENCE for s in running) else running[0].name
+        reference = reference_of(slots)
         graphs = _bench_graphs(manifest, stream, running, ok_batches, reference, repeat, warmup, clock, say)
 
         settings: dict[str, Any] = {
@@ -261,7 +258,7 @@ def bench_bundle(
             "timer": "time.perf_counter" if clock is time.perf_counter else getattr(clock, "__name__", repr(clock)),
         }
         report = BenchReport(
-            bundle=str(bundle_dir),
+            bundle=str(bundle.root),
             manifest=manifest,
             command=command,
             machine=machine_info(),
@@ -277,25 +274,17 @@ def bench_bundle(
             slot = running[0]
             bs = adaptive_batch if adaptive_batch is not None else max(ok_batches)
             settings["adaptive_batch"] = bs
-            rec = Recognizer(bundle_dir, backend=slot.backend)
+            rec = Recognizer(bundle, backend=slot.backend)
             say(f"AdaFocusV3 on {slot.name}: choosing exit thresholds")
-            eta = resolve_thresholds(rec, stream, bs, thresholds=thresholds, budget=budget)
+            eta = resolve_exit_thresholds(rec, stream, thresholds=thresholds, budget=budget, batch_size=bs, default="equal exits")
             say(f"AdaFocusV3 on {slot.name}: early exit vs all steps ({num_videos} videos, batch {bs})")
             report.early_exit = bench_early_exit(rec, stream, eta.values, bs, repeat, warmup, clock)
             say(f"AdaFocusV3 on {slot.name}: static vs continuous batching")
             report.batching = bench_batching(rec, stream, eta.values, bs, repeat, warmup, clock)
             report.thresholds = eta
             report.adaptive_backend = slot.name
-            if eta.source == "budget":
-                report.notes.append(
-                    f"exit thresholds fitted for a budget of {eta.budget:g} GFLOPs/video on the {num_videos} benchmark clips themselves "
-                    "(paper Eq. 7): this demonstrates the mechanism; use thresholds calibrated on representative videos for real numbers"
-                )
-            elif eta.source == "equal exits":
-                report.notes.append(
-                    f"no thresholds given (--thresholds / --budget) or in the bundle: fitted on the {num_videos} benchmark clips so that "
-                    "an equal share of them leaves at every exit, to exercise early exit and continuous batching"
-                )
+            if eta.note:
+                report.notes.append(f"{eta.note} (the {num_videos} benchmark clips)")
             if manifest.weights is None:
                 report.notes.append("random weights: where videos exit (and so the early-exit savings) depends on the weights; use a real checkpoint for representative numbers")
         return report
@@ -316,7 +305,7 @@ def _bench_graphs(
 ) -> list[GraphResult]:
     bmax = max(batches)
     if manifest.early_exit is not None:
-        full = bench_inputs.adaptive_inputs(manifest, stream, bmax, running[0].backend)
+        full = bench_inputs.adaptive_inputs(stream, bmax, running[0].backend)
     else:
         full = {"main": bench_inputs.static_inputs(manifest, stream, bmax)}
     results = []

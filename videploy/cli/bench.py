@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import shlex
 from typing import Any
@@ -55,12 +54,15 @@ exit status: 0 measured; 2 an error (bad bundle or arguments, or no backend coul
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    from videploy.cli.options import add_exit_threshold_arguments, verbose_parent
+
     p = subparsers.add_parser(
         "bench",
         help="latency / throughput per backend and batch size, as ratios",
         description=DESCRIPTION,
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
+        parents=[verbose_parent()],
     )
     p.add_argument("bundle", metavar="BUNDLE", help="bundle directory written by 'videploy export'")
     p.add_argument("--backend", default="onnxruntime,torch,tensorrt", metavar="B1,B2", help="backends to compare, comma-separated (default onnxruntime,torch,tensorrt; those that cannot run are skipped)")
@@ -73,9 +75,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", metavar="PATH", help="torch backend: the checkpoint the bundle was exported from (not needed for random-weight bundles)")
     p.add_argument("--video", action="append", metavar="PATH", help="video file to take frames from (repeatable; default: the sample video)")
     p.add_argument("--videos", type=int, default=8, metavar="N", help="clips in the input stream (default 8)")
-    exits = p.add_mutually_exclusive_group()
-    exits.add_argument("--thresholds", metavar="T0,T1,...", help="AdaFocusV3 exit thresholds eta_0..eta_T in nats (inf / -inf allowed)")
-    exits.add_argument("--budget", type=float, metavar="GFLOPS", help="AdaFocusV3: fit thresholds to this average GFLOPs per video (Eq. 7) on the benchmark stream")
+    add_exit_threshold_arguments(p, fitted_on="the benchmark stream itself")
     p.add_argument("--stream-batch", type=int, metavar="N", help="AdaFocusV3: batch size for the stream benchmarks (default: the largest --batch)")
     p.add_argument("--json", action="store_true", help="print the full report (every sample) as JSON")
     p.set_defaults(func=run)
@@ -117,9 +117,10 @@ def command_line(args: argparse.Namespace) -> str:
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
+    from videploy import jsonsafe
     from videploy.bench.backends import parse_backends
     from videploy.bench.bundle import bench_bundle
-    from videploy.cli.predict import parse_thresholds
+    from videploy.cli.options import parse_thresholds
     from videploy.errors import VideployError
 
     for flag, value, low in (("--repeat", args.repeat, 1), ("--warmup", args.warmup, 0), ("--videos", args.videos, 1), ("--threads", args.threads, 1), ("--stream-batch", args.stream_batch, 1)):
@@ -138,14 +139,14 @@ def run(args: argparse.Namespace) -> int:
         checkpoint=args.checkpoint,
         videos=args.video,
         num_videos=args.videos,
-        thresholds=parse_thresholds(args.thresholds) if args.thresholds else None,
+        thresholds=parse_thresholds(args.thresholds),
         budget=args.budget,
         adaptive_batch=args.stream_batch,
         command=command_line(args),
         progress=None if args.json else (lambda msg: err.print(f"[dim]{msg}[/]")),
     )
     if args.json:
-        print(json.dumps(report.to_dict(), indent=2))
+        print(jsonsafe.dumps(report.to_dict(), indent=2))
     else:
         print_report(Console(highlight=False), report)
     return 0

@@ -33,12 +33,15 @@ examples:
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    from videploy.cli.options import verbose_parent
+
     p = subparsers.add_parser(
         "build",
         help="TensorRT engines for a bundle (needs TensorRT + GPU)",
         description=DESCRIPTION,
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
+        parents=[verbose_parent()],
     )
     p.add_argument("bundle", metavar="DIR", help="bundle directory written by 'videploy export'")
     p.add_argument("--precision", choices=("fp32", "fp16", "int8"), default="fp16", help="engine precision (default fp16)")
@@ -53,7 +56,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from videploy.bundle.manifest import read_manifest
+    from videploy.bundle.bundle import Bundle
     from videploy.errors import VideployError
     from videploy.export.tensorrt_build import build_engines, plan_build
     from videploy.optional import require
@@ -61,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
     out = Console(soft_wrap=True)
     err = Console(stderr=True)
     if args.dry_run:
-        manifest = read_manifest(args.bundle)
+        manifest = Bundle.open(args.bundle).manifest
         version = args.tensorrt_version or str(require("tensorrt", "planning a TensorRT build (or pass --tensorrt-version)").__version__)
         plan = plan_build(manifest, args.precision, version, args.workspace_gb, args.timing_cache)
         for line in plan.describe():

@@ -56,12 +56,15 @@ next: videploy export MODEL -o DIR --checkpoint CKPT (real weights), videploy pr
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    from videploy.cli.options import verbose_parent
+
     p = subparsers.add_parser(
         "demo",
         help="export a small model and run it on a video (the quick tour)",
         description=DESCRIPTION,
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
+        parents=[verbose_parent()],
     )
     p.add_argument("--model", default=DEFAULT_MODEL, choices=sorted(DEMO_MODELS), help=f"family to demonstrate (default {DEFAULT_MODEL})")
     p.add_argument("--video", action="append", metavar="PATH", help="video to predict (repeatable; default: the sample clip and a generated one)")
@@ -87,8 +90,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace, work: Path, out: Any) -> int:
-    from videploy.cli import predict as predict_cli
+    from videploy.cli.predict import print_run
     from videploy.errors import VideployError
+    from videploy.jobs.predict import PredictOptions, predict_files
     from videploy.export.api import export_bundle
     from videploy.runtime.samples import sample_video_path, write_synthetic_video
 
@@ -116,12 +120,10 @@ def _run(args: argparse.Namespace, work: Path, out: Any) -> int:
         budget = round((cost[0] + cost[-1]) / 2, 3)
         out.print(f"   AdaFocusV3 early exits: --budget {budget} GFLOPs/video (glance alone {cost[0]:.2f}, all steps {cost[-1]:.2f})")
     visualize = str(work / "focus.png") if (adaptive and args.out) else None
-    ns = argparse.Namespace(
-        command="predict", bundle=str(bundle), videos=videos, backend="onnxruntime", device=None, precision=None, labels=None,
-        top_k=3, views=None, thresholds=None, budget=budget, batch_size=None, continuous=adaptive, visualize=visualize,
-        json=False, threads=None, checkpoint=None,
-    )
-    code = predict_cli.run(ns)
+    options = PredictOptions(top_k=3, budget=budget, continuous=adaptive, visualize=visualize)
+    run = predict_files(bundle, videos, options, on_failure=lambda video, message: out.print(f"   error: {message}", markup=False))
+    print_run(out, run)
+    code = 2 if run.failures else 0
     out.print(f"\n[bold]done[/] in {time.perf_counter() - t0:.1f} s. [bold red]Reminder: random weights[/] -- export with --checkpoint for real predictions.")
     if args.out:
         out.print(f"bundle kept in {bundle}; try: videploy predict {bundle} YOUR_VIDEO.mp4")

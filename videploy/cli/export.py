@@ -39,12 +39,15 @@ next: videploy inspect DIR, videploy predict DIR video.mp4, videploy build DIR -
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    from videploy.cli.options import verbose_parent
+
     p = subparsers.add_parser(
         "export",
         help="PyTorch -> verified ONNX bundle (graphs + manifest)",
         description=DESCRIPTION,
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
+        parents=[verbose_parent()],
     )
     p.add_argument("model", metavar="MODEL", help="zoo name (video_focalnet_tiny, stam_16, adafocusv3_mbv2_r50, ...) or family name")
     p.add_argument("-o", "--output", required=True, metavar="DIR", help="bundle directory to create")

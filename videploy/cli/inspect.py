@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import Any
 
@@ -23,12 +22,15 @@ examples:
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    from videploy.cli.options import verbose_parent
+
     p = subparsers.add_parser(
         "inspect",
         help="summarise a bundle (graphs, I/O, GFLOPs, verification, provenance)",
         description=DESCRIPTION,
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
+        parents=[verbose_parent()],
     )
     p.add_argument("bundle", metavar="DIR", help="bundle directory")
     p.add_argument("--json", action="store_true", help="print the validated manifest as JSON")
@@ -53,13 +55,15 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from videploy.bundle.manifest import read_manifest
+    from videploy import jsonsafe
+    from videploy.bundle.bundle import Bundle
 
-    root = Path(args.bundle)
-    m = read_manifest(root)
+    bundle = Bundle.open(args.bundle)
+    root, m = bundle.root, bundle.manifest
     out = Console(soft_wrap=True)
     if args.json:
-        out.print_json(json.dumps(m.to_dict()))
+        # plain print: rich's print_json re-parses the text (recursively), which deep manifests must not need
+        print(jsonsafe.dumps(m.to_dict(), indent=2))
         return 0
 
     if m.weights:

@@ -55,12 +55,15 @@ class ModelInfo:
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    from videploy.cli.options import verbose_parent
+
     p = subparsers.add_parser(
         "models",
         help="list the model zoo (parameters, GFLOPs, inputs)",
         description=DESCRIPTION,
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
+        parents=[verbose_parent()],
     )
     p.add_argument("names", nargs="*", metavar="NAME", help="zoo names to show (default: all)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")

@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import json
 import math
-from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 DESCRIPTION = """\
 Run an exported bundle on real videos, without PyTorch: the runtime decodes each video with
@@ -49,24 +46,26 @@ exit status: 0 all videos predicted; 2 an error (bad bundle or arguments, or som
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    from videploy.cli.options import add_exit_threshold_arguments, verbose_parent
+    from videploy.runtime.backends import BACKENDS  # the registry (names only: nothing heavy is imported)
+
     p = subparsers.add_parser(
         "predict",
         help="run a bundle on videos (no torch needed)",
         description=DESCRIPTION,
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
+        parents=[verbose_parent()],
     )
     p.add_argument("bundle", metavar="BUNDLE", help="bundle directory written by 'videploy export'")
     p.add_argument("videos", metavar="VIDEO", nargs="+", help="video files (anything OpenCV/FFmpeg decodes: mp4, avi, mkv, webm, ...)")
-    p.add_argument("--backend", default="onnxruntime", choices=["onnxruntime", "tensorrt", "torch"], help="onnxruntime (default), tensorrt (native engines), torch (PyTorch reference; needs torch)")
-    p.add_argument("--device", metavar="DEV", help="cpu (default), cuda, or tensorrt (onnxruntime's TensorRT provider); the tensorrt backend always uses cuda")
+    p.add_argument("--backend", default="onnxruntime", choices=list(BACKENDS), help="onnxruntime (default), tensorrt (native engines), torch (PyTorch reference; needs torch)")
+    p.add_argument("--device", metavar="DEV", help="the backend's default if not given (cpu; tensorrt: cuda); onnxruntime also takes cuda, or tensorrt (its TensorRT provider)")
     p.add_argument("--precision", metavar="P", help="engine / graph variant to run: fp32, fp16, int8 (default: the exported graph; tensorrt: the bundle's engines)")
     p.add_argument("--labels", metavar="FILE", help="class names, one per line or id,name CSV (default: the bundle's, if any)")
     p.add_argument("--top-k", type=int, default=5, metavar="K", help="classes to show per video (default 5)")
     p.add_argument("--views", metavar="CxK", help="multi-view test: CLIPSxCROPS (crops 1 or 3), or 'official' (default 1x1)")
-    exits = p.add_mutually_exclusive_group()
-    exits.add_argument("--thresholds", metavar="T0,T1,...", help="AdaFocusV3 exit thresholds eta_0..eta_T in nats (inf / -inf allowed)")
-    exits.add_argument("--budget", type=float, metavar="GFLOPS", help="AdaFocusV3: fit thresholds to this average GFLOPs per video (Eq. 7) on the given videos")
+    add_exit_threshold_arguments(p, fitted_on="the given videos themselves (a demonstration; videploy calibrate-exits fits them on labelled videos)")
     p.add_argument("--batch-size", type=int, metavar="N", help="rows per backend call (default: the bundle's maximum batch)")
     p.add_argument("--continuous", action="store_true", help="AdaFocusV3: continuous batching (refill the local-encoder batch as videos exit)")
     p.add_argument("--visualize", metavar="OUT", help="AdaFocusV3: draw the focus cubes to OUT.png/.jpg (contact sheet) or OUT.mp4/.avi")
@@ -77,174 +76,59 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     return p
 
 
-def parse_thresholds(text: str) -> list[float]:
-    from videploy.errors import VideployError
-
-    out = []
-    for part in text.split(","):
-        s = part.strip().lower()
-        try:
-            v = float(s)  # accepts inf, -inf, +inf
-        except ValueError:
-            raise VideployError(f"--thresholds {text!r}: {part.strip()!r} is not a number (use e.g. 0.5,1.2,inf)") from None
-        if math.isnan(v):
-            raise VideployError(f"--thresholds {text!r}: nan is not a threshold")
-        out.append(v)
-    return out
-
-
-def _visualize_path(base: str, index: int, count: int) -> Path:
-    p = Path(base)
-    return p if count == 1 else p.with_name(f"{p.stem}_{index + 1}{p.suffix}")
-
-
 def run(args: argparse.Namespace) -> int:
-    from functools import partial
-
     from rich.console import Console
 
-    from videploy.calibration.exit_thresholds import thresholds_for_budget
-    from videploy.errors import VideployError
-    from videploy.runtime import load
-    from videploy.runtime.video import check_view_counts, quiet_decoder_logs
+    from videploy import jsonsafe
+    from videploy.cli.options import parse_thresholds
+    from videploy.jobs.predict import PredictOptions, predict_files
+    from videploy.runtime.video import quiet_decoder_logs
 
     if not getattr(args, "verbose", False):
         quiet_decoder_logs()  # damaged files are reported below, one line each; -v shows FFmpeg's details
     out = Console(highlight=False)
     err = Console(stderr=True, highlight=False)
-    if args.top_k < 1:
-        raise VideployError(f"--top-k must be >= 1, got {args.top_k}")
-
-    options: dict[str, Any] = {}
-    backend: Any = args.backend
-    device = args.device or ("cuda" if args.backend == "tensorrt" else "cpu")
-    if args.backend == "torch":
-        from videploy.export.torch_backend import (
-            TorchBackend,  # needs torch: only on request
-        )
-
-        backend = partial(TorchBackend, checkpoint=args.checkpoint)
-    elif args.checkpoint:
-        raise VideployError("--checkpoint is for --backend torch (the other backends run the bundle's graphs)")
-    if args.threads is not None:
-        if args.backend != "onnxruntime":
-            raise VideployError("--threads applies to the onnxruntime backend")
-        options["threads"] = args.threads
-    rec = load(args.bundle, backend=backend, device=device, labels=args.labels, precision=args.precision, **options)
-    m = rec.manifest
-    adaptive = rec.adaptive is not None
-    if not adaptive:
-        for flag, value in (("--thresholds", args.thresholds), ("--budget", args.budget), ("--visualize", args.visualize), ("--continuous", args.continuous or None)):
-            if value is not None:
-                raise VideployError(f"{flag} is for adaptive (AdaFocusV3) bundles; {m.model_name!r} is a {m.family} bundle")
-    views = rec.views(args.views)  # validate before decoding anything
-    check_view_counts(*views)
-    if args.visualize:
-        from videploy.runtime.visualize import check_output_path
-
-        check_output_path(args.visualize)  # before decoding anything
-
-    failures: list[tuple[str, str]] = []
-
-    def prepared() -> Iterator[Any]:
-        for v in args.videos:
-            try:
-                vi = rec.prepare(v, args.views)
-            except VideployError as exc:
-                failures.append((v, str(exc)))
-                continue
-            # the display crops (T x H x W x 3 per video) are only drawn by --visualize; results keep
-            # whatever their input carries, so drop them here to keep a run over many videos flat
-            yield vi if args.visualize else dataclasses.replace(vi, display_frames=None)
-
-    thresholds = parse_thresholds(args.thresholds) if args.thresholds else None
-    budget_info: dict[str, Any] | None = None
-    if args.budget is not None:
-        inputs = list(prepared())
-        if inputs:
-            full = rec.predict_batch(inputs, thresholds=[-math.inf] * (m.early_exit.num_steps + 1), batch_size=args.batch_size, continuous=args.continuous)
-            import numpy as np
-
-            ent = np.array([p.adaptive.entropies for p in full])
-            sol = thresholds_for_budget(ent, m.early_exit.exit_gflops, args.budget)
-            thresholds = list(sol.thresholds)
-            budget_info = {
-                "budget_gflops": args.budget,
-                "expected_gflops": sol.expected_gflops,
-                "q": sol.q,
-                "exit_fractions": list(sol.exit_fractions),
-                "fitted_on": len(inputs),
-                "note": (
-                    f"thresholds fitted on the {len(inputs)} input video(s) themselves: a demonstration of Eq. 7; "
-                    "fit them on a calibration set of representative videos for real use"
-                ),
-            }
-            rec.counters.reset()  # report the work of the real (early-exit) run only
-        source: Any = inputs
-    else:
-        source = prepared()
-    results = rec.predict_batch(source, top_k=args.top_k, thresholds=thresholds, batch_size=args.batch_size, continuous=args.continuous)
-
-    written = []
-    if args.visualize:
-        for i, r in enumerate(results):
-            written.append(str(_visualize_written(r, _visualize_path(args.visualize, i, len(results)))))
-
+    options = PredictOptions(
+        backend=args.backend,
+        device=args.device,
+        precision=args.precision,
+        labels=args.labels,
+        top_k=args.top_k,
+        views=args.views,
+        thresholds=parse_thresholds(args.thresholds),
+        budget=args.budget,
+        batch_size=args.batch_size,
+        continuous=args.continuous,
+        visualize=args.visualize,
+        threads=args.threads,
+        checkpoint=args.checkpoint,
+    )
+    run = predict_files(args.bundle, args.videos, options)
     if args.json:
-        doc = {
-            "bundle": str(args.bundle),
-            "model": m.model_name,
-            "family": m.family,
-            "backend": args.backend,
-            "device": device,
-            "random_weights": rec.random_weights,
-            "views": {"clips": views[0], "crops": views[1]},
-            "thresholds": None if not adaptive else {
-                "values": [_jf(t) for t in (thresholds if thresholds is not None else rec.adaptive.thresholds())],
-                "source": "budget" if budget_info else ("call" if args.thresholds else ("bundle" if m.early_exit.thresholds else "none (all steps)")),
-                **({"budget": budget_info} if budget_info else {}),
-            },
-            "work": {"calls": dict(rec.counters.calls), "rows": dict(rec.counters.rows)},
-            "results": [r.to_dict() for r in results],
-            "errors": [{"source": s, "error": e} for s, e in failures],
-            "visualizations": written,
-        }
-        print(json.dumps(doc, indent=2))
+        print(jsonsafe.dumps(run.to_dict(), indent=2))
     else:
-        _print_tables(out, rec, args, results, thresholds, budget_info, written)
-    for source_name, message in failures:
+        print_run(out, run)
+    for _, message in run.failures:
         # one line per video (no wrapping), so scripts can grep the failures
         err.print(f"videploy predict: error: {message}", markup=False, soft_wrap=True)
-    return 2 if failures else 0
+    return 2 if run.failures else 0
 
 
-def _visualize_written(result: Any, path: Path) -> Path:
-    from videploy.runtime.visualize import write_visualization
-
-    return write_visualization(result, path)
-
-
-def _jf(x: float) -> float | str:
-    return x if math.isfinite(x) else ("inf" if x > 0 else "-inf")
-
-
-def _print_tables(out: Any, rec: Any, args: argparse.Namespace, results: list, thresholds: list[float] | None, budget_info: dict | None, written: list[str]) -> None:
+def print_run(out: Any, run: Any) -> None:
+    """The run as tables (shared with ``videploy demo``)."""
     from rich.table import Table
 
+    rec, results = run.recognizer, run.results
     m = rec.manifest
-    head = f"[bold]{m.model_name}[/] ({m.family}, {m.precision}) on {args.backend}/{rec.backend.device}"
+    head = f"[bold]{m.model_name}[/] ({m.family}, {m.precision}) on {rec.backend.name}/{rec.backend.device}"
     out.print(head)
     if rec.random_weights:
         out.print("[bold red]RANDOM WEIGHTS[/]: this bundle was exported without a checkpoint; its predictions mean nothing.")
-    if rec.adaptive is not None:
-        eta = thresholds if thresholds is not None else list(rec.adaptive.thresholds())
-        shown = ", ".join(_fmt_eta(t) for t in eta)
-        out.print(f"exit thresholds (nats, glance first): {shown}")
-        if budget_info:
-            out.print(
-                f"[yellow]--budget {budget_info['budget_gflops']:g} GFLOPs[/]: expected {budget_info['expected_gflops']:.3f} GFLOPs/video. "
-                f"[yellow]{budget_info['note']}[/]"
-            )
+    if run.thresholds is not None:
+        shown = ", ".join(_fmt_eta(t) for t in run.thresholds.values)
+        out.print(f"exit thresholds (nats, glance first; {run.thresholds.source}): {shown}")
+        if run.thresholds.source == "budget":
+            out.print(f"[yellow]--budget {run.thresholds.budget:g} GFLOPs[/]: expected {run.thresholds.expected_gflops:.3f} GFLOPs/video. [yellow]{run.thresholds.note}[/]")
     for r in results:
         out.print()
         out.print(f"[bold]{r.source}[/]")
@@ -269,7 +153,7 @@ def _print_tables(out: Any, rec: Any, args: argparse.Namespace, results: list, t
         c = rec.counters
         work = ", ".join(f"{role} {c.calls.get(role, 0)} calls / {c.rows.get(role, 0)} rows" for role in [g.role for g in m.graphs])
         out.print(f"work done: {work}")
-    for path in written:
+    for path in run.visualizations:
         out.print(f"focus cubes drawn to {path}")
 
 

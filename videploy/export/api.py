@@ -10,6 +10,7 @@ when everything passed; a failure or Ctrl-C leaves nothing behind (nor an old bu
 from __future__ import annotations
 
 import ast
+import dataclasses
 import datetime as _dt
 import hashlib
 import json
@@ -17,17 +18,18 @@ import logging
 import platform
 import shutil
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 import numpy as np
 
 from videploy import __version__
-from videploy.bundle.manifest import ROLES, BatchRange, GraphSpec, Manifest, TensorSpec, read_manifest, write_manifest
+from videploy.bundle.bundle import Bundle
+from videploy.bundle.manifest import ROLES, BatchRange, GraphSpec, Manifest, TensorSpec, write_manifest
 from videploy.bundle.writer import staged_bundle
 from videploy.errors import VideployError
-from videploy.export.verify import DEFAULT_BATCH_SIZES, Tolerance, VerificationReport
+from videploy.export.verify import DEFAULT_BATCH_SIZES
+from videploy.runtime.compare import Tolerance, VerificationReport
 
 if TYPE_CHECKING:  # pragma: no cover
     from videploy.models.base import GraphModule, VideoModel
@@ -45,7 +47,7 @@ GRAPH_FILE = "{role}.onnx"
 LABELS_STEM = "labels"
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class ExportResult:
     bundle: Path
     manifest: Manifest
@@ -279,7 +281,6 @@ def export_bundle(
     threads = torch.get_num_threads()
     with staged_bundle(output, overwrite=overwrite) as stage_dir:
         specs: list[GraphSpec] = []
-        files: dict[str, Path] = {}
         opsets: set[int] = set()
         for role, module in graphs.items():
             say(f"exporting graph '{role}' ({type(module).__name__}) with torch.onnx dynamo")
@@ -295,7 +296,6 @@ def export_bundle(
             t = stage("check", t)
             rel = GRAPH_FILE.format(role=role)
             onnx.save_model(proto, str(stage_dir / rel))
-            files[role] = stage_dir / rel
             opsets.add(opset_of(proto))
             say(f"counting GFLOPs of graph '{role}'")
             gflops = _graph_gflops(module, tuple(module.example_inputs(1)))
@@ -313,18 +313,6 @@ def export_bundle(
         if len(opsets) != 1:  # pragma: no cover - one exporter call per graph with one opset
             raise VideployError(f"graphs were exported with different opsets {sorted(opsets)}")
 
-        say(f"verifying against PyTorch on real frames (batch sizes {list(verify_batch_sizes)})")
-        report = verify(graphs, files, view, inputs_description, early_exit, verify_batch_sizes, tolerance, threads=threads)
-        t = stage("verify", t)
-        if not report.passed:
-            failed = report.failures()
-            listed = "\n  ".join(r.describe() for r in failed[:10])
-            more = f"\n  ... and {len(failed) - 10} more" if len(failed) > 10 else ""
-            raise VideployError(
-                f"verification failed for {name!r}: {len(failed)} output(s) of the ONNX graphs differ from PyTorch beyond "
-                f"the tolerance ({tolerance.criterion()}):\n  {listed}{more}\nno bundle was written"
-            )
-
         label_rel = None
         if label_path is not None:
             label_rel = LABELS_STEM + (label_path.suffix or ".txt")
@@ -340,7 +328,6 @@ def export_bundle(
             "checkpoint_sha256": weights["sha256"] if weights else None,
             "overrides": {k: v for k, v in (overrides or {}).items() if v is not None},
             "exported_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-            "export_seconds": round(time.perf_counter() - t_start, 2),
         }
         manifest = Manifest(
             family=family,
@@ -355,10 +342,24 @@ def export_bundle(
             early_exit=early_exit,
             labels=label_rel,
             weights=weights,
-            verification=report.to_dict(),
+            verification=None,
             provenance=provenance,
             opset=opset_used,
         )
+
+        say(f"verifying against PyTorch on real frames, through the runtime's backends (batch sizes {list(verify_batch_sizes)})")
+        report = verify(Bundle(stage_dir, manifest), built, view, inputs_description, verify_batch_sizes, tolerance, threads=threads)
+        t = stage("verify", t)
+        if not report.passed:
+            failed = report.failures()
+            listed = "\n  ".join(r.describe() for r in failed[:10])
+            more = f"\n  ... and {len(failed) - 10} more" if len(failed) > 10 else ""
+            raise VideployError(
+                f"verification failed for {name!r}: {len(failed)} output(s) of the ONNX graphs differ from PyTorch beyond "
+                f"the tolerance ({tolerance.criterion()}):\n  {listed}{more}\nno bundle was written"
+            )
+        provenance["export_seconds"] = round(time.perf_counter() - t_start, 2)
+        manifest = dataclasses.replace(manifest, verification=report.to_dict(), provenance=provenance)
         write_manifest(stage_dir, manifest)
-        manifest = read_manifest(stage_dir)  # what the runtime will see, files checked
+        manifest = Bundle.open(stage_dir).manifest  # what the runtime will see, files checked
     return ExportResult(output, manifest, report, tuple(warnings), time.perf_counter() - t_start, stages)

@@ -50,7 +50,3 @@ def onnxslim_version() -> str | None:
     except ImportError:
         return None
     return str(getattr(onnxslim, "__version__", "unknown"))
-
-
-def node_count(model: "onnx.ModelProto") -> int:
-    return len(model.graph.node)

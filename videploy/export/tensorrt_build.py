@@ -33,7 +33,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
-from videploy.bundle.manifest import PRECISIONS, Manifest, read_manifest, write_manifest
+from videploy.bundle.bundle import Bundle, BundleLike
+from videploy.bundle.manifest import PRECISIONS, Manifest, write_manifest
 from videploy.bundle.writer import updating_bundle
 from videploy.errors import VideployError
 from videploy.optional import require
@@ -197,7 +198,7 @@ def updated_manifest(manifest: Manifest, plan: BuildPlan, built_at: str | None =
 
 # --- the TensorRT part (needs TensorRT and a GPU) ----------------------------------------------
 def build_engines(
-    bundle: str | Path,
+    bundle: BundleLike,
     precision: str = "fp16",
     workspace_gb: float | None = None,
     timing_cache: str | Path | None = None,
@@ -205,11 +206,12 @@ def build_engines(
 ) -> tuple[Manifest, BuildPlan]:
     """Build one engine per graph of ``bundle`` and record them in its manifest (atomically)."""
     say = progress or (lambda msg: None)
-    manifest = read_manifest(bundle)
+    bundle = Bundle.of(bundle)
+    manifest = bundle.manifest
     trt = require("tensorrt", "building TensorRT engines")
     plan = plan_build(manifest, precision, str(trt.__version__), workspace_gb, timing_cache)
     external_cache = Path(timing_cache) if timing_cache is not None else None
-    with updating_bundle(bundle) as stage:
+    with updating_bundle(bundle.root) as stage:
         cache_bytes = b""
         if external_cache is not None and external_cache.is_file():
             cache_bytes = external_cache.read_bytes()
@@ -228,7 +230,7 @@ def build_engines(
             external_cache.write_bytes(cache_bytes)
         manifest = updated_manifest(manifest, plan)
         write_manifest(stage, manifest)
-    return read_manifest(bundle), plan
+    return Bundle.open(bundle.root).manifest, plan
 
 
 def _write_fp16(src: Path, dst: Path) -> None:

@@ -2,12 +2,11 @@
 :class:`~videploy.runtime.backends.base.Backend` interface, for parity tests and benchmarks.
 
 It lives outside ``videploy.runtime`` because it needs torch and the model code, which the runtime
-never imports. Use it by passing the class (or a ``functools.partial`` with options) as the backend:
+never imports; the backend registry names it by a lazy dotted path, so ``backend="torch"`` works
+everywhere and torch is imported only when it is asked for:
 
-    from functools import partial
     from videploy import runtime
-    from videploy.export.torch_backend import TorchBackend
-    rec = runtime.load("bundle/", backend=partial(TorchBackend, model=my_model))
+    rec = runtime.load("bundle/", backend="torch", model=my_model)   # or checkpoint="ckpt.pth"
 
 The modules come from ``model=`` (a :class:`~videploy.models.base.VideoModel`), else they are rebuilt
 from the manifest: ``checkpoint=`` (its SHA-256 must match the manifest's ``weights``), or — for a
@@ -22,7 +21,8 @@ from typing import TYPE_CHECKING, Any, Collection, Mapping
 
 import numpy as np
 
-from videploy.bundle.manifest import GraphSpec, Manifest
+from videploy.bundle.bundle import BundleLike
+from videploy.bundle.manifest import GraphSpec
 from videploy.errors import VideployError
 from videploy.optional import require
 from videploy.runtime.backends.base import Backend
@@ -37,23 +37,41 @@ RANDOM_INIT_SEED = 0
 class TorchBackend(Backend):
     name = "torch"
     devices = ("cpu", "cuda")
+    default_device = "cpu"
+    options = ("model", "checkpoint", "threads")
+    reference = True
 
     def __init__(
         self,
-        bundle_dir: str | Path,
-        manifest: Manifest,
-        device: str = "cpu",
+        bundle: BundleLike,
+        device: str | None = None,
         precision: str | None = None,
         model: "VideoModel | None" = None,
         checkpoint: str | Path | None = None,
+        threads: int | None = None,
     ):
         self._model = model
         self._checkpoint = checkpoint
+        self._threads = threads
         self._modules: dict[str, Any] = {}
-        super().__init__(bundle_dir, manifest, device=device, precision=precision)
+        super().__init__(bundle, device=device, precision=precision)
+
+    @classmethod
+    def device_for(cls, requested: str | None) -> str:
+        # a GPU run of the other backends (cuda, or onnxruntime's tensorrt provider) compares with torch on cuda
+        return "cuda" if requested in ("cuda", "tensorrt") else "cpu"
+
+    @property
+    def threads(self) -> int | None:
+        """torch's intra-op threads (process-wide: ``threads=`` sets them for every torch user)."""
+        return int(self.torch.get_num_threads())
 
     def _activate(self) -> None:
         self.torch = require("torch", "the PyTorch reference backend")
+        if self._threads is not None:
+            if int(self._threads) < 1:
+                raise VideployError(f"threads must be >= 1, got {self._threads}")
+            self.torch.set_num_threads(int(self._threads))
         if self.device == "cuda" and not self.torch.cuda.is_available():
             raise VideployError("the torch backend was asked for --device cuda, but torch sees no CUDA GPU; use --device cpu or a CUDA build of torch")
         if self.precision not in (None, "fp32", "fp16"):

@@ -61,10 +61,6 @@ def _sdpa_flops(query_shape: Any, key_shape: Any, value_shape: Any, *args: Any, 
     return 2 * b * h * s_q * s_k * (d_qk + d_v)
 
 
-def _no_flops(*args: Any, out_shape: Any = None, **kwargs: Any) -> int:
-    return 0
-
-
 def _formulas() -> dict[Any, Any]:
     """Overrides of PyTorch's flop table: the attention kernels it misses."""
     from torch.utils import flop_counter

@@ -1,6 +1,10 @@
 """AdaFocusV3 with real early termination: each video stops at its first confident exit.
 
-The three graphs (see DESIGN.md "Deployment graph contracts") run as
+This is the one implementation of AdaFocusV3's chain: prediction, export verification (which runs
+it on the onnxruntime and PyTorch backends and compares every call) and the benchmark (which
+records the inputs it feeds each graph) all go through :class:`AdaptiveRunner`, over any
+:class:`~videploy.runtime.backends.base.Backend`. The three graphs (their contracts are in
+``docs/architecture.md``, "The graph contracts") run as
 
     glance (all videos)  -> exit 0 decided: entropy(p_0) <= eta_0 ?
     policy (only videos still active)           -> cubes: frame indices + actions + boxes
@@ -34,7 +38,7 @@ from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from videploy.bundle.manifest import EarlyExit, Manifest
+from videploy.bundle.manifest import EarlyExit
 from videploy.errors import VideployError
 from videploy.runtime.backends.base import Backend
 
@@ -85,15 +89,15 @@ class _Pool:
 class AdaptiveRunner:
     """Runs an AdaFocusV3 bundle on a backend with per-video early exits."""
 
-    def __init__(self, backend: Backend, manifest: Manifest):
-        if manifest.early_exit is None:
-            raise VideployError(f"{manifest.model_name!r} is not an adaptive (AdaFocusV3) bundle; it has no early_exit section")
+    def __init__(self, backend: Backend):
         self.backend = backend
-        self.manifest = manifest
-        self.ee: EarlyExit = manifest.early_exit
+        self.bundle = backend.bundle
+        if self.bundle.early_exit is None:
+            raise VideployError(f"{self.bundle.name!r} is not an adaptive (AdaFocusV3) bundle; it has no early_exit section")
+        self.manifest = self.bundle.manifest
+        self.ee: EarlyExit = self.bundle.early_exit
         self.glance_indices = np.asarray(self.ee.glance_indices, dtype=np.int64)
-        last = manifest.graph("local").input("local_state").shape[-1]
-        self.state_size = last if isinstance(last, int) else self.ee.state_size
+        self.state_size = self.bundle.state_size
 
     # --- thresholds -------------------------------------------------------------------------------
     def thresholds(self, override: Sequence[float] | None = None) -> np.ndarray:
@@ -123,7 +127,7 @@ class AdaptiveRunner:
     ) -> list[AdaptiveOutcome]:
         """Outcomes in input order. Each video is (num_segments, 3, H, W) float32 (the sampled frames)."""
         eta = self.thresholds(thresholds)
-        bs = self._batch_size(batch_size)
+        bs = self.bundle.batch_size(batch_size)
         results: dict[int, AdaptiveOutcome] = {}
         stream = (self._video(i, v) for i, v in enumerate(videos))
         if continuous:
@@ -131,15 +135,6 @@ class AdaptiveRunner:
         else:
             self._run_batched(stream, eta, bs, results)
         return [results[k] for k in sorted(results)]
-
-    def _batch_size(self, batch_size: int | None) -> int:
-        rng = self.manifest.batch
-        bs = rng.max if batch_size is None else int(batch_size)
-        if bs < 1:
-            raise VideployError(f"batch size must be >= 1, got {bs}")
-        if bs > rng.max:
-            raise VideployError(f"batch size {bs} exceeds the bundle's maximum batch {rng.max}; use --batch-size {rng.max} or re-export with a larger maximum")
-        return bs
 
     def _video(self, key: int, frames: np.ndarray) -> _Video:
         S = self.ee.num_segments
@@ -181,7 +176,7 @@ class AdaptiveRunner:
         """Glance for all of ``group``; policy for those that do not exit at the glance."""
         b = self.backend
         frames = np.stack([v.frames[self.glance_indices] for v in group])
-        out = self._call("glance", {"frames": frames}, fetch=("entropy",))
+        out = b.run("glance", {"frames": frames}, fetch=("entropy",))
         ent = np.asarray(out["entropy"], dtype=np.float64).reshape(len(group))
         for v, e in zip(group, ent):
             v.entropies.append(float(e))
@@ -195,9 +190,15 @@ class AdaptiveRunner:
         featmap = out["featmap"] if all_rows else b.take(out["featmap"], rest)
         global_feat = out["global_feat"] if all_rows else b.take(out["global_feat"], rest)
         global_state = b.take(out["global_state"], rest)
-        pol = self._call("policy", {"featmap": featmap, "global_feat": global_feat})
+        pol = b.run("policy", {"featmap": featmap, "global_feat": global_feat})
         fidx = np.asarray(pol["frame_indices"]).astype(np.int64)
         S = self.ee.num_segments
+        want = (len(active), self.ee.num_steps, self.ee.frames_per_cube)
+        if fidx.size != np.prod(want):
+            raise VideployError(
+                f"the policy graph chose frame indices of shape {fidx.shape}, expected (batch, num_steps, frames_per_cube) = {want}; "
+                "the bundle's graphs and manifest disagree, re-export it"
+            )
         if fidx.min() < 0 or fidx.max() >= S:
             raise VideployError(f"the policy graph chose frame indices outside [0, {S}) ({fidx.min()}..{fidx.max()}); the bundle's graphs are inconsistent, re-export it")
         for j, v in enumerate(active):
@@ -215,7 +216,7 @@ class AdaptiveRunner:
         frames = np.stack([v.frames[v.frame_indices[v.step]] for v in vids])
         action = np.stack([v.actions[v.step] for v in vids]).astype(self.manifest.graph("local").input("action").dtype)
         step = np.asarray([v.step for v in vids], dtype=np.int64)
-        out = self._call(
+        out = b.run(
             "local",
             {"frames": frames, "action": action, "step": step, "local_state": pool.local_state, "global_state": pool.global_state},
             fetch=("entropy",),
@@ -269,21 +270,6 @@ class AdaptiveRunner:
                 thresholds=tuple(float(x) for x in eta),
             )
             v.frames = np.empty((0,))  # release the frames early; a long stream must not keep them
-
-    # --- a backend call that honours a fixed minimum batch ----------------------------------------
-    def _call(self, role: str, inputs: dict[str, Any], fetch: Sequence[str] | None = None) -> dict[str, Any]:
-        b = self.backend
-        n = int(next(iter(inputs.values())).shape[0])
-        pad = self.manifest.batch.min - n
-        if pad <= 0:
-            return b.run(role, inputs, fetch=fetch)
-        # a fixed-batch bundle: fill with copies of row 0, drop their outputs (the padding rows are counted)
-        zeros = np.zeros(pad, dtype=np.int64)
-        padded = {k: (np.concatenate([v, v[zeros]]) if isinstance(v, np.ndarray) else b.concat([v, b.take(v, zeros)])) for k, v in inputs.items()}
-        out = b.run(role, padded, fetch=fetch)
-        rows = np.arange(n)
-        return {k: (v[:n] if isinstance(v, np.ndarray) else b.take(v, rows)) for k, v in out.items()}
-
 
 def _take(stream: Iterator[_Video], n: int) -> list[_Video]:
     out = []

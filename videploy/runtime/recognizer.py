@@ -16,18 +16,19 @@ import dataclasses
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence, Union
+from typing import Any, Iterable, Sequence, Union
 
 import numpy as np
 
-from videploy.bundle.manifest import Manifest, read_manifest
+from videploy.bundle.bundle import Bundle, BundleLike
+from videploy.bundle.manifest import Manifest
 from videploy.errors import VideployError
+from videploy.jsonsafe import encode_float
 from videploy.runtime.adaptive import AdaptiveRunner, Cube
-from videploy.runtime.backends import Backend, backend_class
+from videploy.runtime.backends import BackendSpec, open_backend
 from videploy.runtime.labels import read_labels
 from videploy.runtime.video import VideoInput, VideoSource, load_video
 
-BackendSpec = Union[str, Backend, Callable[..., Backend]]
 ViewSpec = Union[None, str, Sequence[int]]
 
 
@@ -92,7 +93,7 @@ class Prediction:
                 "exit_step": a.exit_step,
                 "num_steps": a.num_steps,
                 "full_gflops": a.full_gflops,
-                "thresholds": [_json_float(x) for x in a.thresholds],
+                "thresholds": [encode_float(x) for x in a.thresholds],
                 "entropies": a.entropies,
                 "cubes": [
                     {"step": c.step, "frames": list(c.frames), "sampled": list(c.sampled), "box_xyxy": list(c.box), "action_yx_scale": list(c.action)}
@@ -102,26 +103,23 @@ class Prediction:
         return d
 
 
-def _json_float(x: float) -> float | str:
-    return x if math.isfinite(x) else ("inf" if x > 0 else "-inf")
-
-
 def load(
-    bundle_dir: str | Path,
+    bundle: BundleLike,
     backend: BackendSpec = "onnxruntime",
-    device: str = "cpu",
+    device: str | None = None,
     labels: str | Path | None = None,
     precision: str | None = None,
     **backend_options: Any,
 ) -> "Recognizer":
-    """Open a bundle for prediction.
+    """Open a bundle (a directory or a :class:`~videploy.bundle.bundle.Bundle`) for prediction.
 
-    ``backend``: a registered name (``"onnxruntime"``, ``"tensorrt"``), a :class:`Backend` instance,
-    or a factory ``(bundle_dir, manifest, device=..., precision=...) -> Backend`` (e.g. the PyTorch
-    reference backend class). ``labels``: a class-name file that overrides the bundle's.
+    ``backend``: a registered name (``"onnxruntime"``, ``"tensorrt"``, ``"torch"``; see
+    :data:`videploy.runtime.backends.BACKENDS`), a :class:`Backend` instance, or a factory
+    ``(bundle, device=..., precision=..., **options) -> Backend``. ``device``: None for the
+    backend's default. ``labels``: a class-name file that overrides the bundle's.
     ``backend_options`` go to the backend (e.g. ``threads=1`` for onnxruntime).
     """
-    return Recognizer(bundle_dir, backend=backend, device=device, labels=labels, precision=precision, **backend_options)
+    return Recognizer(bundle, backend=backend, device=device, labels=labels, precision=precision, **backend_options)
 
 
 class Recognizer:
@@ -129,29 +127,24 @@ class Recognizer:
 
     def __init__(
         self,
-        bundle_dir: str | Path,
+        bundle: BundleLike,
         backend: BackendSpec = "onnxruntime",
-        device: str = "cpu",
+        device: str | None = None,
         labels: str | Path | None = None,
         precision: str | None = None,
         **backend_options: Any,
     ):
-        self.bundle_dir = Path(bundle_dir)
-        self.manifest: Manifest = read_manifest(self.bundle_dir)
+        self.bundle = bundle = Bundle.of(bundle)
+        self.manifest: Manifest = bundle.manifest
         m = self.manifest
-        if isinstance(backend, Backend):
-            self.backend = backend
-        else:
-            factory = backend_class(backend) if isinstance(backend, str) else backend
-            self.backend = factory(self.bundle_dir, m, device=device, precision=precision, **backend_options)
-        label_file = Path(labels) if labels is not None else (self.bundle_dir / m.labels if m.labels else None)
+        self.backend = open_backend(backend, bundle, device=device, precision=precision, **backend_options)
+        label_file = Path(labels) if labels is not None else (bundle.path(m.labels) if m.labels else None)
         self.labels: tuple[str, ...] | None = read_labels(label_file, m.num_classes) if label_file is not None else None
-        self.adaptive = AdaptiveRunner(self.backend, m) if m.early_exit is not None else None
-        if self.adaptive is not None and m.preprocessing.num_frames != m.early_exit.num_segments:
-            raise VideployError(
-                f"bundle manifest samples {m.preprocessing.num_frames} frames but its early_exit section expects "
-                f"num_segments={m.early_exit.num_segments}; the bundle is inconsistent, re-export it"
-            )
+        self.adaptive = AdaptiveRunner(self.backend) if bundle.adaptive else None
+
+    @property
+    def bundle_dir(self) -> Path:
+        return self.bundle.root
 
     @property
     def counters(self):
@@ -222,10 +215,7 @@ class Recognizer:
         """
         if top_k < 1:
             raise VideployError(f"top_k must be >= 1, got {top_k}")
-        rng = self.manifest.batch
-        bs = rng.max if batch_size is None else int(batch_size)
-        if not 1 <= bs <= rng.max:
-            raise VideployError(f"batch size must be between 1 and the bundle's maximum {rng.max}, got {bs}")
+        bs = self.bundle.batch_size(batch_size)
         prepared = (self.prepare(v, views) for v in videos)
         if self.adaptive is not None:
             return self._predict_adaptive(prepared, top_k, thresholds, bs, continuous)
@@ -242,7 +232,7 @@ class Recognizer:
             if not group:
                 return
             views = np.concatenate([vi.views for vi in group]).astype(spec.dtype, copy=False)
-            logits = np.concatenate([self._main(views[i : i + bs]) for i in range(0, views.shape[0], bs)])
+            logits = np.concatenate([self.logits(views[i : i + bs]) for i in range(0, views.shape[0], bs)])
             probs = _softmax(logits.astype(np.float64))
             start = 0
             for vi in group:
@@ -262,12 +252,9 @@ class Recognizer:
         flush()
         return out
 
-    def _main(self, views: np.ndarray) -> np.ndarray:
-        n = views.shape[0]
-        pad = self.manifest.batch.min - n
-        if pad > 0:  # fixed-batch bundle: fill with copies of the first row
-            views = np.concatenate([views, np.repeat(views[:1], pad, axis=0)])
-        return np.asarray(self.backend.run("main", {"video": views}, fetch=("logits",))["logits"])[:n]
+    def logits(self, views: np.ndarray) -> np.ndarray:
+        """Single-graph bundles: the ``main`` graph's logits for a batch of views (batch, T, 3, H, W)."""
+        return np.asarray(self.backend.run("main", {"video": views}, fetch=("logits",))["logits"])
 
     def _gflops_per_view(self) -> float:
         m = self.manifest

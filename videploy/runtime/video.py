@@ -181,6 +181,22 @@ def load_video(
     )
 
 
+def read_frames(source: str | os.PathLike, max_frames: int, short_side: int) -> np.ndarray:
+    """The first ``max_frames`` frames of a video file as (T, H, W, 3) uint8 RGB, each scaled down so
+    its short side is at most ``short_side`` as it is read (memory stays bounded), with the same
+    guards as :func:`load_video` (file names, frame size limits, damaged streams)."""
+    path = _check_path(source)
+    try:
+        with _Reader(path) as reader:
+            frames = reader.read_leading(int(max_frames), int(short_side))
+    except cv2.error as exc:
+        detail = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+        raise VideployError(f"OpenCV failed while decoding {str(path)!r} ({detail}); the file is damaged or in an unsupported format, re-encode it") from None
+    if not frames:
+        raise VideployError(f"no frame of {str(path)!r} could be decoded; check the file plays, or re-encode it")
+    return np.stack(frames)
+
+
 def check_view_counts(num_clips: int, num_crops: int) -> None:
     """Raise :class:`VideployError` unless 1 <= ``num_clips`` <= :data:`MAX_CLIPS` and ``num_crops`` is 1 or 3."""
     if not 1 <= num_clips <= MAX_CLIPS:
@@ -428,15 +444,37 @@ class _Reader:
         finally:
             cap.release()
 
+    def read_leading(self, count: int, short_side: int) -> list[np.ndarray]:
+        """The first ``count`` frames (fewer if the video is shorter), RGB, short side scaled down to ``short_side``."""
+        cap = self._open()
+        out: list[np.ndarray] = []
+        try:
+            while len(out) < count and cap.grab():
+                ok, frame = cap.retrieve()
+                if not ok or frame is None:
+                    break
+                rgb = self._rgb(frame)
+                h, w = rgb.shape[:2]
+                if short_side > 0 and min(h, w) > short_side:
+                    s = short_side / min(h, w)
+                    rgb = cv2.resize(rgb, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
+                out.append(rgb)
+            return out
+        finally:
+            cap.release()
+
     def _keep(self, bgr: np.ndarray, transform: "_FrameTransform") -> np.ndarray:
+        rgb = self._rgb(bgr)
+        transform.check(rgb.shape[0], rgb.shape[1])  # frames may differ from the header's size
+        return transform.crops(rgb)
+
+    def _rgb(self, bgr: np.ndarray) -> np.ndarray:
         if bgr.ndim == 2:  # some decoders hand out grey frames
             bgr = cv2.cvtColor(bgr, cv2.COLOR_GRAY2BGR)
         elif bgr.shape[2] == 4:
             bgr = cv2.cvtColor(bgr, cv2.COLOR_BGRA2BGR)
         self._check_size(bgr.shape[1], bgr.shape[0])
-        transform.check(bgr.shape[0], bgr.shape[1])  # frames may differ from the header's size
-        rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-        return transform.crops(rgb)
+        return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
 def _needs_plain_name(name: str) -> bool:

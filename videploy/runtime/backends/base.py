@@ -12,7 +12,15 @@ same whatever executes the graph:
 * counters: calls and batch rows per graph role (:class:`Counters`), so callers and tests can see
   exactly how much work ran (AdaFocusV3's early exits are checked with them).
 
-A subclass implements :meth:`_activate`, :meth:`_load` and :meth:`_run_impl`.
+* a fixed minimum batch (``batch.min``) is met by padding with copies of row 0, whose outputs
+  are dropped (the padding rows are counted);
+* recording: ``with backend.recording() as calls:`` keeps every call's inputs and outputs (on the
+  host), which export verification and the benchmark use to see what the one AdaFocusV3 chain fed
+  each graph.
+
+A subclass declares ``name``, ``devices`` / ``default_device`` and the keyword ``options`` it takes
+(the registry and the CLI check them), and implements :meth:`_activate`, :meth:`_load` and
+:meth:`_run_impl`.
 
 Device-resident outputs. ``run(..., fetch=names)`` asks only for the outputs in ``names`` on the
 host; a backend whose memory is not host memory (TensorRT) may return the others as opaque
@@ -23,13 +31,15 @@ host backends all of these are plain numpy and every output is a numpy array.
 
 from __future__ import annotations
 
+import contextlib
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Collection, Mapping, Sequence
+from typing import Any, ClassVar, Collection, Iterator, Mapping, Sequence
 
 import numpy as np
 
+from videploy.bundle.bundle import Bundle, BundleLike
 from videploy.bundle.manifest import GraphSpec, Manifest, TensorSpec
 from videploy.errors import VideployError
 
@@ -55,26 +65,59 @@ class Counters:
         return Counters(dict(self.calls), dict(self.rows))
 
 
+@dataclass(frozen=True)
+class Call:
+    """One recorded backend call: the graph role, its inputs and all its outputs (host arrays)."""
+
+    role: str
+    inputs: dict[str, np.ndarray]
+    outputs: dict[str, np.ndarray]
+
+
 class Backend(ABC):
-    """Runs the graphs of one bundle. Construct with the bundle directory and its manifest."""
+    """Runs the graphs of one bundle. Construct with a :class:`~videploy.bundle.bundle.Bundle` (or its path)."""
 
     name: ClassVar[str] = ""
     devices: ClassVar[tuple[str, ...]] = ("cpu",)
+    default_device: ClassVar[str] = "cpu"
+    # keyword options the constructor takes beyond bundle/device/precision (checked by the registry)
+    options: ClassVar[tuple[str, ...]] = ()
     # True when outputs are always numpy arrays (no device handles)
     host_memory: ClassVar[bool] = True
+    # True for the PyTorch reference: benchmark ratios are relative to it when it runs
+    reference: ClassVar[bool] = False
 
-    def __init__(self, bundle_dir: str | Path, manifest: Manifest, device: str = "cpu", precision: str | None = None):
-        self.bundle_dir = Path(bundle_dir)
-        self.manifest = manifest
+    def __init__(self, bundle: BundleLike, device: str | None = None, precision: str | None = None):
+        self.bundle = Bundle.of(bundle)
+        device = self.default_device if device is None else device
         if device not in self.devices:
             raise VideployError(f"the {self.name} backend runs on {', '.join(repr(d) for d in self.devices)}, not {device!r}; choose one of those with --device")
         self.device = device
         self.precision = precision
         self.counters = Counters()
-        self._specs: dict[str, GraphSpec] = {g.role: g for g in manifest.graphs}
+        self._recorders: list[list[Call]] = []
+        self._specs: dict[str, GraphSpec] = {g.role: g for g in self.manifest.graphs}
         self._activate()
-        for g in manifest.graphs:
+        for g in self.manifest.graphs:
             self._load(g)
+
+    @classmethod
+    def device_for(cls, requested: str | None) -> str:
+        """The device this backend runs on when a caller asks for ``requested`` (None: its default)."""
+        return cls.default_device if requested is None or requested not in cls.devices else requested
+
+    @property
+    def manifest(self) -> Manifest:
+        return self.bundle.manifest
+
+    @property
+    def bundle_dir(self) -> Path:
+        return self.bundle.root
+
+    @property
+    def threads(self) -> int | None:
+        """Intra-op threads this backend computes with, when it knows (reported by benchmarks)."""
+        return None
 
     # --- what a subclass implements ---------------------------------------------------------------
     @abstractmethod
@@ -102,10 +145,32 @@ class Backend(ABC):
         unknown = [n for n in wanted if n not in {t.name for t in graph.outputs}]
         if unknown:
             raise VideployError(f"graph '{role}' has no output {unknown[0]!r}; its outputs are {[t.name for t in graph.outputs]}")
+        given = inputs
+        pad = self.bundle.padding(batch)
+        if pad:  # a fixed-batch bundle: fill with copies of row 0 and drop their outputs
+            zeros = np.zeros(pad, dtype=np.int64)
+            inputs = {k: self.concat([v, self.take(v, zeros)]) for k, v in inputs.items()}
         out = self._run_impl(graph, inputs, wanted)
-        self._check_outputs(graph, out, batch, wanted)
-        self.counters.record(role, batch)
+        self._check_outputs(graph, out, batch + pad, wanted)
+        self.counters.record(role, batch + pad)
+        if pad:
+            rows = np.arange(batch)
+            out = {k: (v[:batch] if isinstance(v, np.ndarray) else self.take(v, rows)) for k, v in out.items()}
+        if self._recorders:
+            call = Call(role, {k: self.to_host(v).copy() for k, v in given.items()}, {k: self.to_host(v).copy() for k, v in out.items()})
+            for calls in self._recorders:
+                calls.append(call)
         return out
+
+    @contextlib.contextmanager
+    def recording(self) -> Iterator[list[Call]]:
+        """Record every call made inside the block (inputs as fed, all outputs on the host)."""
+        calls: list[Call] = []
+        self._recorders.append(calls)
+        try:
+            yield calls
+        finally:
+            self._recorders.remove(calls)
 
     def graph(self, role: str) -> GraphSpec:
         try:
@@ -153,13 +218,22 @@ class Backend(ABC):
         batch = symbols.get(BATCH)
         if batch is None:  # a graph without a symbolic batch: dimension 0 of the first input
             batch = int(_shape(inputs[expected[0]])[0])
-        rng = self.manifest.batch
-        if not rng.min <= batch <= rng.max:
-            raise VideployError(
-                f"graph '{graph.role}' got a batch of {batch}, but the bundle accepts batches of {rng.min} to {rng.max}; "
-                f"split the input (or re-export with a larger --max-batch)"
-            )
+        self.bundle.check_batch(batch, f"graph '{graph.role}'")
+        self._check_step(graph, inputs)
         return batch
+
+    def _check_step(self, graph: GraphSpec, inputs: Mapping[str, Any]) -> None:
+        """The local encoder indexes its per-step heads with ``step``: a value past them would fail deep in the graph."""
+        ee = self.manifest.early_exit
+        step = inputs.get("step") if graph.role == "local" else None
+        if ee is None or not isinstance(step, np.ndarray) or step.size == 0:
+            return
+        lo, hi = int(step.min()), int(step.max())
+        if lo < 0 or hi >= ee.num_steps:
+            raise VideployError(
+                f"input 'step' of graph 'local' must be a 0-based focus step in [0, {ee.num_steps}) for this bundle "
+                f"({ee.num_steps} focus steps), got values {lo}..{hi}"
+            )
 
     def _check_tensor(self, graph: GraphSpec, spec: TensorSpec, value: Any, symbols: dict[str, int]) -> None:
         where = f"input {spec.name!r} of graph '{graph.role}'"

@@ -11,12 +11,12 @@ graph from calibration); ``None`` runs the exported graph (``GraphSpec.file``).
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Collection, Mapping
 
 import numpy as np
 
-from videploy.bundle.manifest import GraphSpec, Manifest
+from videploy.bundle.bundle import BundleLike
+from videploy.bundle.manifest import GraphSpec
 from videploy.errors import VideployError
 from videploy.optional import INSTALL_HINTS, require
 from videploy.runtime.backends.base import Backend
@@ -31,18 +31,20 @@ _PROVIDERS = {
 class OnnxRuntimeBackend(Backend):
     name = "onnxruntime"
     devices = tuple(_PROVIDERS)
+    default_device = "cpu"
+    options = ("threads",)
 
-    def __init__(
-        self,
-        bundle_dir: str | Path,
-        manifest: Manifest,
-        device: str = "cpu",
-        precision: str | None = None,
-        threads: int | None = None,
-    ):
-        self.threads = threads
+    def __init__(self, bundle: BundleLike, device: str | None = None, precision: str | None = None, threads: int | None = None):
+        if threads is not None and int(threads) < 1:
+            raise VideployError(f"threads must be >= 1, got {threads}")
+        self._threads = None if threads is None else int(threads)
         self._sessions: dict[str, Any] = {}
-        super().__init__(bundle_dir, manifest, device=device, precision=precision)
+        super().__init__(bundle, device=device, precision=precision)
+
+    @property
+    def threads(self) -> int | None:
+        """Intra-op threads as set; None means onnxruntime's default (one per physical core)."""
+        return self._threads
 
     def _activate(self) -> None:
         self.ort = require("onnxruntime", "the onnxruntime backend")
@@ -55,23 +57,11 @@ class OnnxRuntimeBackend(Backend):
             )
         self.providers = [p for p in _PROVIDERS[self.device] if p in available]
 
-    def _file(self, graph: GraphSpec) -> Path:
-        if self.precision is None:
-            rel = graph.file
-        elif self.precision in graph.variants:
-            rel = graph.variants[self.precision]
-        else:
-            raise VideployError(
-                f"bundle has no {self.precision} ONNX variant of graph '{graph.role}' (it has {sorted(graph.variants) or 'none'}); "
-                "run the exported graph (no --precision), or calibrate one first"
-            )
-        return self.bundle_dir / rel
-
     def _load(self, graph: GraphSpec) -> None:
-        path = self._file(graph)
+        path = self.bundle.graph_file(graph.role, self.precision)
         opts = self.ort.SessionOptions()
-        if self.threads is not None:
-            opts.intra_op_num_threads = int(self.threads)
+        if self._threads is not None:
+            opts.intra_op_num_threads = self._threads
             opts.inter_op_num_threads = 1
         try:
             session = self.ort.InferenceSession(str(path), sess_options=opts, providers=self.providers)

@@ -26,13 +26,13 @@ from __future__ import annotations
 
 import weakref
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Collection, Mapping, Sequence
 
 import numpy as np
 from packaging.version import Version
 
-from videploy.bundle.manifest import GraphSpec, Manifest
+from videploy.bundle.bundle import BundleLike
+from videploy.bundle.manifest import GraphSpec
 from videploy.errors import VideployError
 from videploy.optional import INSTALL_HINTS, require
 from videploy.runtime.backends.base import BATCH, Backend
@@ -134,13 +134,18 @@ class _Engine:
 class TensorRTBackend(Backend):
     name = "tensorrt"
     devices = ("cuda",)
+    default_device = "cuda"
     host_memory = False
 
-    def __init__(self, bundle_dir: str | Path, manifest: Manifest, device: str = "cuda", precision: str | None = None):
+    def __init__(self, bundle: BundleLike, device: str | None = None, precision: str | None = None):
         self._engines: dict[str, _Engine] = {}
         self._pool: dict[int, list[_Buffer]] = {}
         self._allocations: list[int] = []
-        super().__init__(bundle_dir, manifest, device=device, precision=precision)
+        super().__init__(bundle, device=device, precision=precision)
+
+    @classmethod
+    def device_for(cls, requested: str | None) -> str:
+        return "cuda"  # engines run on the GPU whatever the caller's device
 
     # --- activation -------------------------------------------------------------------------------
     def _activate(self) -> None:
@@ -178,7 +183,7 @@ class TensorRTBackend(Backend):
                 f"bundle has no {self.precision} TensorRT engine for graph '{graph.role}' (it has {sorted(graph.engines) or 'none'}); "
                 f"run: videploy build {self.bundle_dir} --precision {self.precision}"
             )
-        path = self.bundle_dir / rel
+        path = self.bundle.path(rel)
         engine = self.runtime.deserialize_cuda_engine(path.read_bytes())
         if engine is None:
             raise VideployError(

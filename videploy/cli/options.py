@@ -1,0 +1,59 @@
+"""Command-line arguments that several commands share, defined once."""
+
+from __future__ import annotations
+
+import argparse
+import math
+from typing import Sequence
+
+# Options whose value may start with '-' (e.g. "--thresholds -inf,0.5"): argparse would read such a
+# value as another option, so main() joins them as "--thresholds=-inf,0.5" before parsing.
+DASH_VALUE_OPTIONS = ("--thresholds",)
+
+
+def add_exit_threshold_arguments(parser: argparse.ArgumentParser, fitted_on: str) -> None:
+    """``--thresholds`` / ``--budget`` (mutually exclusive) for AdaFocusV3 bundles."""
+    exits = parser.add_mutually_exclusive_group()
+    exits.add_argument("--thresholds", metavar="T0,T1,...", help="AdaFocusV3 exit thresholds eta_0..eta_T, one per exit, glance first (numbers, inf or -inf; e.g. -inf,0.5,0.8)")
+    exits.add_argument("--budget", type=float, metavar="GFLOPS", help=f"AdaFocusV3: fit thresholds to this average GFLOPs per video (Eq. 7) on {fitted_on}")
+
+
+def parse_thresholds(text: str | None) -> list[float] | None:
+    """``"0.5,1.2,inf"`` -> ``[0.5, 1.2, inf]``; None stays None."""
+    from videploy.errors import VideployError
+
+    if text is None:
+        return None
+    out = []
+    for part in text.split(","):
+        s = part.strip().lower()
+        try:
+            v = float(s)  # accepts inf, -inf, +inf
+        except ValueError:
+            raise VideployError(f"--thresholds {text!r}: {part.strip()!r} is not a number (use e.g. 0.5,1.2,inf)") from None
+        if math.isnan(v):
+            raise VideployError(f"--thresholds {text!r}: nan is not a threshold")
+        out.append(v)
+    return out
+
+
+def join_dash_values(argv: Sequence[str]) -> list[str]:
+    """``["--thresholds", "-inf,1"]`` -> ``["--thresholds=-inf,1"]`` (see DASH_VALUE_OPTIONS)."""
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        a = argv[i]
+        if a in DASH_VALUE_OPTIONS and i + 1 < len(argv) and argv[i + 1].startswith("-"):
+            out.append(f"{a}={argv[i + 1]}")
+            i += 2
+            continue
+        out.append(a)
+        i += 1
+    return out
+
+
+def verbose_parent() -> argparse.ArgumentParser:
+    """A parent parser giving a subcommand its own ``-v`` (so it works after the subcommand too)."""
+    p = argparse.ArgumentParser(add_help=False)
+    p.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="log progress details and show tracebacks")
+    return p
