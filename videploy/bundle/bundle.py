@@ -21,6 +21,8 @@ from videploy.bundle.manifest import EarlyExit, GraphSpec, Manifest, read_manife
 from videploy.errors import VideployError
 
 BundleLike = Union["Bundle", str, Path]
+# Batch-dynamic graphs take any batch; beyond this a request is a typo that would allocate too much.
+MAX_DYNAMIC_BATCH = 1024
 
 
 @dataclass(frozen=True)
@@ -102,21 +104,24 @@ class Bundle:
                 f"num_segments={ee.num_segments}; the bundle is inconsistent, re-export it"
             )
 
-    def check_batch(self, batch: int, what: str) -> None:
-        """``batch`` rows must fit the range the graphs accept (after padding up to ``batch.min``)."""
-        rng = self.manifest.batch
-        if not 1 <= batch <= rng.max:
-            raise VideployError(
-                f"{what} got a batch of {batch}, but the bundle accepts batches of {rng.min} to {rng.max}; "
-                f"split the input (or re-export with a larger --max-batch)"
-            )
+    def check_batch(self, batch: int, what: str, dynamic: bool = False) -> None:
+        """``batch`` rows must fit what the graphs accept: the bundle's range, or -- on a backend that
+        runs the batch-dynamic ONNX graphs (``dynamic``) -- up to :data:`MAX_DYNAMIC_BATCH`."""
+        top = MAX_DYNAMIC_BATCH if dynamic else self.manifest.batch.max
+        if not 1 <= batch <= top:
+            rng = self.manifest.batch
+            accepts = f"batches of 1 to {top}" if dynamic else f"batches of {rng.min} to {rng.max}"
+            raise VideployError(f"{what} got a batch of {batch}, but the bundle accepts {accepts}; split the input (or re-export with a larger --max-batch)")
 
-    def batch_size(self, requested: int | None) -> int:
-        """The rows per backend call: ``requested``, else the bundle's maximum; checked against the range."""
+    def batch_size(self, requested: int | None, dynamic: bool = False) -> int:
+        """Rows per backend call: ``requested``, else the bundle's maximum. Backends whose graphs are
+        batch-dynamic (``dynamic``: onnxruntime, torch) take any size up to :data:`MAX_DYNAMIC_BATCH`;
+        TensorRT engines stop at the profile maximum the bundle records."""
         rng = self.manifest.batch
         bs = rng.max if requested is None else int(requested)
-        if not 1 <= bs <= rng.max:
-            raise VideployError(f"batch size must be between 1 and the bundle's maximum {rng.max}, got {bs}; use --batch-size {rng.max} or less")
+        top = MAX_DYNAMIC_BATCH if dynamic else rng.max
+        if not 1 <= bs <= top:
+            raise VideployError(f"batch size must be between 1 and the bundle's maximum {top}, got {bs}; use --batch-size {top} or less")
         return bs
 
     def padding(self, batch: int) -> int:

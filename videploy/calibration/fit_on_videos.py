@@ -87,7 +87,13 @@ def resolve_exit_thresholds(
         return ExitThresholds(tuple(float(x) for x in ee.thresholds), "bundle")
     if budget is None and default == "none":
         return ExitThresholds(tuple([-math.inf] * (ee.num_steps + 1)), "none (all steps)")
-    entropies = exit_entropies(rec, videos or [], batch_size)
+    return thresholds_from_entropies(exit_entropies(rec, videos or [], batch_size), ee.exit_gflops, budget)
+
+
+def thresholds_from_entropies(entropies: np.ndarray, exit_gflops: Sequence[float], budget: float | None) -> ExitThresholds:
+    """Fit on (videos, exits) entropies: for ``budget`` GFLOPs per video (Eq. 7), or, with None, so
+    that an equal share of the videos leaves at every exit."""
+    entropies = np.asarray(entropies, dtype=np.float64)
     if budget is None:
         # an exit whose entropy is the same for every clip (an untrained head: random weights give a
         # uniform glance softmax) cannot separate them, so it gets no share rather than all the ties
@@ -95,8 +101,8 @@ def resolve_exit_thresholds(
         shares = (spread > 1e-6 * np.maximum(1.0, np.abs(entropies).max(axis=0))).astype(np.float64)
         shares[-1] = 1.0
         eta = fit_thresholds(entropies, shares)
-        return ExitThresholds(tuple(float(x) for x in eta), "equal exits", None, expected_gflops(entropies, eta, ee.exit_gflops), fitted_on=len(entropies))
-    sol = thresholds_for_budget(entropies, ee.exit_gflops, float(budget))
+        return ExitThresholds(tuple(float(x) for x in eta), "equal exits", None, expected_gflops(entropies, eta, exit_gflops), fitted_on=len(entropies))
+    sol = thresholds_for_budget(entropies, exit_gflops, float(budget))
     return ExitThresholds(tuple(sol.thresholds), "budget", float(budget), sol.expected_gflops, sol.q, tuple(sol.exit_fractions), len(entropies))
 
 

@@ -12,14 +12,19 @@ before any video is decoded. Torch is imported only for ``backend="torch"``.
 from __future__ import annotations
 
 import dataclasses
+import math
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
+import numpy as np
+
 from videploy.bundle.bundle import BundleLike
-from videploy.calibration.fit_on_videos import ExitThresholds, resolve_exit_thresholds
+from videploy.calibration.fit_on_videos import ExitThresholds, resolve_exit_thresholds, thresholds_from_entropies
 from videploy.errors import VideployError
-from videploy.runtime.recognizer import Prediction, Recognizer
+from videploy.runtime.adaptive import AdaptiveOutcome, exit_step
+from videploy.runtime.recognizer import Prediction, Recognizer, Timing
 from videploy.runtime.video import VideoInput, check_view_counts
 
 
@@ -53,6 +58,7 @@ class PredictRun:
     failures: list[tuple[str, str]] = field(default_factory=list)  # (video, error message)
     thresholds: ExitThresholds | None = None
     visualizations: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data for JSON (encode with :func:`videploy.jsonsafe.dumps`)."""
@@ -72,6 +78,7 @@ class PredictRun:
             "results": [r.to_dict() for r in self.results],
             "errors": [{"source": s, "error": e} for s, e in self.failures],
             "visualizations": list(self.visualizations),
+            "notes": list(self.notes),
         }
 
 
@@ -90,9 +97,11 @@ def predict_files(
     videos: Sequence[str | Path],
     options: PredictOptions = PredictOptions(),
     on_failure: Callable[[str, str], None] | None = None,
+    on_result: Callable[[Prediction], None] | None = None,
 ) -> PredictRun:
     """Predict ``videos`` (see the module docstring). ``on_failure(video, message)`` is told of each
-    video that cannot be decoded, as it happens."""
+    video that cannot be decoded and ``on_result(prediction)`` of each result, as they happen
+    (results stream in input order; with ``budget`` they come after the fitting pass)."""
     rec = bundle if isinstance(bundle, Recognizer) else open_recognizer(bundle, options)
     _check_options(rec, options)
     views = rec.views(options.views)  # validated before anything is decoded
@@ -115,20 +124,62 @@ def predict_files(
             # the display crops are only drawn by --visualize; drop them so a long run stays flat
             yield vi if options.visualize else dataclasses.replace(vi, display_frames=None)
 
-    source: Any = prepared()
-    if rec.adaptive is not None:
-        if options.budget is not None:
-            source = list(source)  # fitted on the inputs themselves (a demonstration): they are needed twice
-        run.thresholds = resolve_exit_thresholds(rec, source, thresholds=options.thresholds, budget=options.budget, batch_size=options.batch_size)
-        rec.counters.reset()  # report the work of the real (early-exit) run only
-    thresholds = list(run.thresholds.values) if run.thresholds is not None else None
-    run.results = rec.predict_batch(source, top_k=options.top_k, thresholds=thresholds, batch_size=options.batch_size, continuous=options.continuous)
+    def emit(result: Prediction) -> None:
+        run.results.append(result)
+        if on_result is not None:
+            on_result(result)
+
+    if rec.adaptive is not None and options.budget is not None:
+        _predict_fitted(rec, prepared(), options, run, emit)
+    else:
+        if rec.adaptive is not None:
+            run.thresholds = resolve_exit_thresholds(rec, thresholds=options.thresholds)
+        thresholds = list(run.thresholds.values) if run.thresholds is not None else None
+        for result in rec.iter_predict(prepared(), top_k=options.top_k, thresholds=thresholds, batch_size=options.batch_size, continuous=options.continuous):
+            emit(result)
     if options.visualize:
         from videploy.runtime.visualize import write_visualization
 
         for i, r in enumerate(run.results):
             run.visualizations.append(str(write_visualization(r, _numbered(options.visualize, i, len(run.results)))))
     return run
+
+
+def _predict_fitted(rec: Recognizer, prepared: Iterator[VideoInput], options: PredictOptions, run: PredictRun, emit: Callable[[Prediction], None]) -> None:
+    """``--budget``: fit thresholds on the inputs themselves (a demonstration of Eq. 7) in ONE pass.
+
+    Each video is decoded once and runs every step once, keeping only its per-exit logits (not its
+    frames); the thresholds are fitted on all of them, then each result is the exit the fitted
+    thresholds pick, with that exit's logits and cost (the rule the runner applies live).
+    """
+    ee = rec.adaptive.ee
+    kept: list[tuple[VideoInput, AdaptiveOutcome, Timing]] = []
+    metas: list[tuple[VideoInput, float, float]] = []
+
+    def frames() -> Iterator[np.ndarray]:
+        for vi in prepared:
+            t0 = time.perf_counter()
+            metas.append((dataclasses.replace(vi, views=np.empty((0,), dtype=np.float32)), t0, 0.0))
+            yield vi.views[0]
+
+    all_steps = [-math.inf] * (ee.num_steps + 1)
+    for i, oc in enumerate(rec.adaptive.iter_run(frames(), thresholds=all_steps, batch_size=options.batch_size, continuous=options.continuous, keep_exit_logits=True)):
+        vi, t0, _ = metas[i]
+        kept.append((vi, oc, Timing(0.0, time.perf_counter() - t0)))
+    if not kept:
+        return
+    run.thresholds = thresholds_from_entropies(np.array([oc.entropies for _, oc, _ in kept]), ee.exit_gflops, options.budget)
+    run.notes.append(
+        "--budget: every video ran all focus steps once, to measure the entropies the thresholds are fitted on; each result is the "
+        "exit those thresholds pick (its logits and cost), and the work counters are those of that one pass"
+    )
+    eta = run.thresholds.values
+    for vi, oc, timing in kept:
+        t = exit_step(oc.entropies, eta)
+        at_exit = dataclasses.replace(
+            oc, exit=t, logits=oc.exit_logits[t], entropies=oc.entropies[: t + 1], cubes=oc.cubes[:t], gflops=float(ee.exit_gflops[t]), thresholds=tuple(eta), exit_logits=None
+        )
+        emit(rec.adaptive_prediction(vi, at_exit, options.top_k, timing))
 
 
 def _check_options(rec: Recognizer, options: PredictOptions) -> None:

@@ -26,8 +26,16 @@ Thresholds: ``eta_t`` per exit (length ``num_steps + 1``), from the call, else t
 ``-inf`` everywhere (no early exit: the full model at its last exit). ``eta_0 = +inf`` stops every
 video at the glance and no local step runs.
 
-Between steps only the entropies (the exit decision) are fetched to the host; logits only for the
-rows that exit; features and states stay backend-side (device memory on TensorRT).
+The exit rule. At exit t a video stops when ``entropy(softmax(logits_t)) <= eta_t``, with the
+entropy computed on the host in float64 from the graph's logits (per row, so the number does not
+depend on which other videos share the batch), and a tie band: a value within
+``EXIT_TIE_TOLERANCE`` (relative) above eta_t counts as reaching it. Backends compute the logits of
+one video with a few 1e-7 of difference depending on the batch size (kernels sum in other orders);
+without the band, a threshold placed exactly at a video's criterion value -- which is how
+calibration places them -- would make that video's exit depend on its batch-mates.
+
+Between steps only the logits (the exit decision) are fetched to the host; features and states
+stay backend-side (device memory on TensorRT).
 """
 
 from __future__ import annotations
@@ -41,6 +49,38 @@ import numpy as np
 from videploy.bundle.manifest import EarlyExit
 from videploy.errors import VideployError
 from videploy.runtime.backends.base import Backend
+
+
+# A criterion within this relative distance above a threshold counts as reaching it (module docstring).
+EXIT_TIE_TOLERANCE = 1e-6
+
+
+def entropy(logits: np.ndarray) -> np.ndarray:
+    """Entropy (nats) of softmax(logits) per row, in float64, computed row by row the same way
+    whatever the batch: the criterion the exit rule uses."""
+    z = np.asarray(logits, dtype=np.float64)
+    z = z - z.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    total = e.sum(axis=-1, keepdims=True)
+    p = e / total
+    return np.log(total[..., 0]) - (p * z).sum(axis=-1)
+
+
+def reaches(values: np.ndarray, threshold: float) -> np.ndarray:
+    """Which criterion ``values`` reach ``threshold`` (value <= threshold, ties within EXIT_TIE_TOLERANCE)."""
+    v = np.asarray(values, dtype=np.float64)
+    if math.isinf(threshold):
+        return np.full(v.shape, threshold > 0)
+    return v <= threshold + EXIT_TIE_TOLERANCE * max(1.0, abs(threshold))
+
+
+def exit_step(values: Sequence[float], thresholds: Sequence[float]) -> int:
+    """The exit a video with criterion ``values`` at exits 0..T takes under ``thresholds``: the first
+    it reaches, else the last (the rule the runner applies step by step)."""
+    for t, (v, eta) in enumerate(zip(values, thresholds)):
+        if bool(reaches(np.asarray([v]), float(eta))[0]):
+            return t
+    return len(values) - 1
 
 
 @dataclass(frozen=True)
@@ -64,6 +104,7 @@ class AdaptiveOutcome:
     cubes: tuple[Cube, ...]  # the cubes looked at (len == exit)
     gflops: float  # manifest exit_gflops[exit]
     thresholds: tuple[float, ...]
+    exit_logits: np.ndarray | None = None  # (exit + 1, num_classes): every exit's logits, when asked for
 
 
 @dataclass
@@ -75,6 +116,7 @@ class _Video:
     frame_indices: np.ndarray | None = None  # (Tf, K)
     actions: np.ndarray | None = None  # (Tf, 4)
     boxes: np.ndarray | None = None  # (Tf, 4)
+    exit_logits: list[np.ndarray] | None = None  # every exit's logits, when kept
 
 
 @dataclass
@@ -124,36 +166,58 @@ class AdaptiveRunner:
         thresholds: Sequence[float] | None = None,
         batch_size: int | None = None,
         continuous: bool = False,
+        keep_exit_logits: bool = False,
     ) -> list[AdaptiveOutcome]:
         """Outcomes in input order. Each video is (num_segments, 3, H, W) float32 (the sampled frames)."""
+        return list(self.iter_run(videos, thresholds, batch_size, continuous, keep_exit_logits))
+
+    def iter_run(
+        self,
+        videos: Iterable[np.ndarray],
+        thresholds: Sequence[float] | None = None,
+        batch_size: int | None = None,
+        continuous: bool = False,
+        keep_exit_logits: bool = False,
+    ) -> Iterator[AdaptiveOutcome]:
+        """Like :meth:`run`, yielding each outcome (in input order) as soon as it and all before it are done.
+
+        ``keep_exit_logits``: each outcome carries the logits of every exit it passed.
+        """
         eta = self.thresholds(thresholds)
-        bs = self.bundle.batch_size(batch_size)
-        results: dict[int, AdaptiveOutcome] = {}
+        bs = self.bundle.batch_size(batch_size, self.backend.dynamic_batch)
+        self._keep = keep_exit_logits
+        done: dict[int, AdaptiveOutcome] = {}
         stream = (self._video(i, v) for i, v in enumerate(videos))
-        if continuous:
-            self._run_continuous(stream, eta, bs, results)
-        else:
-            self._run_batched(stream, eta, bs, results)
-        return [results[k] for k in sorted(results)]
+        schedule = self._run_continuous if continuous else self._run_batched
+        next_key = 0
+        for _ in schedule(stream, eta, bs, done):
+            while next_key in done:
+                yield done.pop(next_key)
+                next_key += 1
+        while next_key in done:
+            yield done.pop(next_key)
+            next_key += 1
 
     def _video(self, key: int, frames: np.ndarray) -> _Video:
         S = self.ee.num_segments
         spec = self.manifest.graph("glance").input("frames")
         if frames.ndim != 4 or frames.shape[0] != S:
             raise VideployError(f"an AdaFocusV3 video input must be ({S}, 3, H, W) (the {S} sampled frames), got shape {tuple(frames.shape)}")
-        return _Video(key=key, frames=np.ascontiguousarray(frames, dtype=spec.dtype))
+        return _Video(key=key, frames=np.ascontiguousarray(frames, dtype=spec.dtype), exit_logits=[] if self._keep else None)
 
-    # --- schedules --------------------------------------------------------------------------------
-    def _run_batched(self, stream: Iterator[_Video], eta: np.ndarray, bs: int, results: dict[int, AdaptiveOutcome]) -> None:
+    # --- schedules (generators: they yield after every backend step, so results stream out) -------
+    def _run_batched(self, stream: Iterator[_Video], eta: np.ndarray, bs: int, results: dict[int, AdaptiveOutcome]) -> Iterator[None]:
         while True:
             group = _take(stream, bs)
             if not group:
                 return
             pool = self._admit(group, eta, results)
+            yield
             while pool.videos:
                 self._local_step(pool, eta, results)
+                yield
 
-    def _run_continuous(self, stream: Iterator[_Video], eta: np.ndarray, bs: int, results: dict[int, AdaptiveOutcome]) -> None:
+    def _run_continuous(self, stream: Iterator[_Video], eta: np.ndarray, bs: int, results: dict[int, AdaptiveOutcome]) -> Iterator[None]:
         pool = _Pool(videos=[])
         exhausted = False
         while True:
@@ -164,24 +228,29 @@ class AdaptiveRunner:
                 exhausted = len(newcomers) < room
                 if newcomers:
                     self._merge(pool, self._admit(newcomers, eta, results))
+                    yield
                 room = bs - len(pool.videos)
             if not pool.videos:
                 if exhausted:
                     return
                 continue
             self._local_step(pool, eta, results)
+            yield
 
     # --- the steps --------------------------------------------------------------------------------
     def _admit(self, group: list[_Video], eta: np.ndarray, results: dict[int, AdaptiveOutcome]) -> _Pool:
         """Glance for all of ``group``; policy for those that do not exit at the glance."""
         b = self.backend
         frames = np.stack([v.frames[self.glance_indices] for v in group])
-        out = b.run("glance", {"frames": frames}, fetch=("entropy",))
-        ent = np.asarray(out["entropy"], dtype=np.float64).reshape(len(group))
-        for v, e in zip(group, ent):
+        out = b.run("glance", {"frames": frames}, fetch=("logits",))
+        logits = np.asarray(out["logits"])
+        ent = entropy(logits)
+        for i, (v, e) in enumerate(zip(group, ent)):
             v.entropies.append(float(e))
-        stop = (ent <= eta[0]) | (self.ee.num_steps == 0)
-        self._finish([v for v, s in zip(group, stop) if s], np.flatnonzero(stop), out["logits"], eta, results)
+            if v.exit_logits is not None:
+                v.exit_logits.append(np.array(logits[i], dtype=np.float32))
+        stop = reaches(ent, float(eta[0])) | (self.ee.num_steps == 0)
+        self._finish([v for v, s in zip(group, stop) if s], np.flatnonzero(stop), logits, eta, results)
         rest = np.flatnonzero(~stop)
         if rest.size == 0:
             return _Pool(videos=[])
@@ -219,15 +288,18 @@ class AdaptiveRunner:
         out = b.run(
             "local",
             {"frames": frames, "action": action, "step": step, "local_state": pool.local_state, "global_state": pool.global_state},
-            fetch=("entropy",),
+            fetch=("logits",),
         )
-        ent = np.asarray(out["entropy"], dtype=np.float64).reshape(len(vids))
+        logits = np.asarray(out["logits"])
+        ent = entropy(logits)
         stop = np.zeros(len(vids), dtype=bool)
         for i, v in enumerate(vids):
             v.step += 1
             v.entropies.append(float(ent[i]))
-            stop[i] = ent[i] <= eta[v.step] or v.step == self.ee.num_steps
-        self._finish([v for v, s in zip(vids, stop) if s], np.flatnonzero(stop), out["logits"], eta, results)
+            if v.exit_logits is not None:
+                v.exit_logits.append(np.array(logits[i], dtype=np.float32))
+            stop[i] = bool(reaches(ent[i : i + 1], float(eta[v.step]))[0]) or v.step == self.ee.num_steps
+        self._finish([v for v, s in zip(vids, stop) if s], np.flatnonzero(stop), logits, eta, results)
         keep = np.flatnonzero(~stop)
         pool.videos = [vids[i] for i in keep]
         if keep.size:
@@ -250,8 +322,7 @@ class AdaptiveRunner:
     def _finish(self, done: list[_Video], rows: np.ndarray, logits: Any, eta: np.ndarray, results: dict[int, AdaptiveOutcome]) -> None:
         if not done:
             return
-        host = self.backend.to_host(self.backend.take(logits, rows) if not isinstance(logits, np.ndarray) else logits[rows])
-        for v, lg in zip(done, host):
+        for v, lg in zip(done, np.asarray(logits)[rows]):
             cubes = tuple(
                 Cube(
                     step=t + 1,
@@ -268,6 +339,7 @@ class AdaptiveRunner:
                 cubes=cubes,
                 gflops=float(self.ee.exit_gflops[v.step]),
                 thresholds=tuple(float(x) for x in eta),
+                exit_logits=None if v.exit_logits is None else np.stack(v.exit_logits),
             )
             v.frames = np.empty((0,))  # release the frames early; a long stream must not keep them
 

@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Sequence, Union
+from typing import Any, Iterable, Iterator, Sequence, Union
 
 import numpy as np
 
@@ -24,12 +25,24 @@ from videploy.bundle.bundle import Bundle, BundleLike
 from videploy.bundle.manifest import Manifest
 from videploy.errors import VideployError
 from videploy.jsonsafe import encode_float
-from videploy.runtime.adaptive import AdaptiveRunner, Cube
+from videploy.runtime.adaptive import AdaptiveOutcome, AdaptiveRunner, Cube
 from videploy.runtime.backends import BackendSpec, open_backend
 from videploy.runtime.labels import read_labels
 from videploy.runtime.video import VideoInput, VideoSource, load_video
 
 ViewSpec = Union[None, str, Sequence[int]]
+
+
+# What a cube's "box_xyxy" is measured in (written next to the boxes in every JSON result).
+BOX_COORDINATES = "box_xyxy: x1, y1, x2, y2 in pixels of the model's input frame (the video resized and centre-cropped to preprocessing.crop_size)"
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Wall-clock seconds for one video: decoding + preprocessing, and from decode start to result."""
+
+    decode_s: float
+    latency_s: float
 
 
 @dataclass(frozen=True)
@@ -72,6 +85,7 @@ class Prediction:
     notes: tuple[str, ...] = ()
     adaptive: AdaptiveTrace | None = None
     display_frames: np.ndarray | None = dataclasses.field(default=None, repr=False, compare=False)
+    timing: Timing | None = dataclasses.field(default=None, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able dict (no display frames)."""
@@ -86,6 +100,7 @@ class Prediction:
             "gflops": self.gflops,
             "random_weights": self.random_weights,
             "notes": list(self.notes),
+            "timing": None if self.timing is None else {"decode_s": self.timing.decode_s, "latency_s": self.timing.latency_s},
         }
         if self.adaptive is not None:
             a = self.adaptive
@@ -95,6 +110,7 @@ class Prediction:
                 "full_gflops": a.full_gflops,
                 "thresholds": [encode_float(x) for x in a.thresholds],
                 "entropies": a.entropies,
+                "box_coordinates": BOX_COORDINATES,
                 "cubes": [
                     {"step": c.step, "frames": list(c.frames), "sampled": list(c.sampled), "box_xyxy": list(c.box), "action_yx_scale": list(c.action)}
                     for c in a.cubes
@@ -213,44 +229,66 @@ class Recognizer:
         (AdaFocusV3) keeps the local-encoder batch full by admitting new videos as others exit;
         results are identical either way.
         """
+        return list(self.iter_predict(videos, top_k, views, thresholds, batch_size, continuous))
+
+    def iter_predict(
+        self,
+        videos: Iterable[VideoSource | VideoInput],
+        top_k: int = 5,
+        views: ViewSpec = None,
+        thresholds: Sequence[float] | None = None,
+        batch_size: int | None = None,
+        continuous: bool = False,
+    ) -> Iterator[Prediction]:
+        """Like :meth:`predict_batch`, yielding each prediction (in input order) as soon as it is ready.
+
+        Videos are decoded lazily, as the batches need them: a long list never piles up frames.
+        """
         if top_k < 1:
             raise VideployError(f"top_k must be >= 1, got {top_k}")
-        bs = self.bundle.batch_size(batch_size)
-        prepared = (self.prepare(v, views) for v in videos)
-        if self.adaptive is not None:
-            return self._predict_adaptive(prepared, top_k, thresholds, bs, continuous)
-        if thresholds is not None:
+        bs = self.bundle.batch_size(batch_size, self.backend.dynamic_batch)
+        if self.adaptive is None and thresholds is not None:
             raise VideployError(f"exit thresholds apply to adaptive (AdaFocusV3) bundles; {self.manifest.model_name!r} is a {self.manifest.family} bundle")
-        return self._predict_static(prepared, top_k, bs)
+        prepared = self._timed_prepare(videos, views)
+        if self.adaptive is not None:
+            yield from self._predict_adaptive(prepared, top_k, thresholds, bs, continuous)
+        else:
+            yield from self._predict_static(prepared, top_k, bs)
 
-    def _predict_static(self, prepared: Iterable[VideoInput], top_k: int, bs: int) -> list[Prediction]:
+    def _timed_prepare(self, videos: Iterable[VideoSource | VideoInput], views: ViewSpec) -> Iterator[tuple[VideoInput, float, float]]:
+        """(input, decode start, decode seconds) per video, decoded when the consumer asks."""
+        for v in videos:
+            t0 = time.perf_counter()
+            vi = self.prepare(v, views)
+            yield vi, t0, (0.0 if isinstance(v, VideoInput) else time.perf_counter() - t0)
+
+    def _predict_static(self, prepared: Iterable[tuple[VideoInput, float, float]], top_k: int, bs: int) -> Iterator[Prediction]:
         spec = self.manifest.graph("main").input("video")
-        out: list[Prediction] = []
-        group: list[VideoInput] = []
+        group: list[tuple[VideoInput, float, float]] = []
 
-        def flush() -> None:
-            if not group:
-                return
-            views = np.concatenate([vi.views for vi in group]).astype(spec.dtype, copy=False)
+        def flush() -> list[Prediction]:
+            views = np.concatenate([vi.views for vi, _, _ in group]).astype(spec.dtype, copy=False)
             logits = np.concatenate([self.logits(views[i : i + bs]) for i in range(0, views.shape[0], bs)])
             probs = _softmax(logits.astype(np.float64))
-            start = 0
-            for vi in group:
+            now = time.perf_counter()
+            out, start = [], 0
+            for vi, t0, decode in group:
                 nv = vi.views.shape[0]
                 p = probs[start : start + nv].mean(axis=0)
                 start += nv
-                out.append(self._prediction(vi, p, gflops=self._gflops_per_view() * nv, top_k=top_k))
+                out.append(self._prediction(vi, p, gflops=self._gflops_per_view() * nv, top_k=top_k, timing=Timing(decode, now - t0)))
             group.clear()
+            return out
 
         rows = 0
-        for vi in prepared:
-            group.append(vi)
-            rows += vi.views.shape[0]
+        for item in prepared:
+            group.append(item)
+            rows += item[0].views.shape[0]
             if rows >= bs:
-                flush()
+                yield from flush()
                 rows = 0
-        flush()
-        return out
+        if group:
+            yield from flush()
 
     def logits(self, views: np.ndarray) -> np.ndarray:
         """Single-graph bundles: the ``main`` graph's logits for a batch of views (batch, T, 3, H, W)."""
@@ -260,34 +298,41 @@ class Recognizer:
         m = self.manifest
         return m.gflops_per_view if m.gflops_per_view > 0 else sum(g.gflops for g in m.graphs)
 
-    def _predict_adaptive(self, prepared: Iterable[VideoInput], top_k: int, thresholds: Sequence[float] | None, bs: int, continuous: bool) -> list[Prediction]:
-        metas: list[VideoInput] = []
+    def _predict_adaptive(
+        self, prepared: Iterable[tuple[VideoInput, float, float]], top_k: int, thresholds: Sequence[float] | None, bs: int, continuous: bool
+    ) -> Iterator[Prediction]:
+        metas: list[tuple[VideoInput, float, float]] = []
 
         def frames() -> Iterable[np.ndarray]:
-            for vi in prepared:
+            for vi, t0, decode in prepared:
                 # keep the metadata, not the tensor, so a long stream does not pile up frames
-                metas.append(dataclasses.replace(vi, views=np.empty((0,), dtype=np.float32)))
+                metas.append((dataclasses.replace(vi, views=np.empty((0,), dtype=np.float32)), t0, decode))
                 yield vi.views[0]
 
-        outcomes = self.adaptive.run(frames(), thresholds=thresholds, batch_size=bs, continuous=continuous)
-        ee = self.manifest.early_exit
-        out = []
-        for vi, oc in zip(metas, outcomes):
-            sampled = vi.frame_indices[0]
-            cubes = tuple(dataclasses.replace(c, frames=tuple(int(sampled[i]) for i in c.sampled)) for c in oc.cubes)
-            trace = AdaptiveTrace(
-                exit_step=oc.exit,
-                num_steps=ee.num_steps,
-                cubes=cubes,
-                entropies=oc.entropies,
-                thresholds=oc.thresholds,
-                full_gflops=float(ee.exit_gflops[-1]),
-            )
-            p = _softmax(oc.logits.astype(np.float64)[None])[0]
-            out.append(self._prediction(vi, p, gflops=oc.gflops, top_k=top_k, adaptive=trace))
-        return out
+        for i, oc in enumerate(self.adaptive.iter_run(frames(), thresholds=thresholds, batch_size=bs, continuous=continuous)):
+            vi, t0, decode = metas[i]
+            metas[i] = None  # type: ignore[call-overload]  # done: drop the metadata too
+            yield self.adaptive_prediction(vi, oc, top_k, Timing(decode, time.perf_counter() - t0))
 
-    def _prediction(self, vi: VideoInput, probs: np.ndarray, gflops: float, top_k: int, adaptive: AdaptiveTrace | None = None) -> Prediction:
+    def adaptive_prediction(self, vi: VideoInput, oc: AdaptiveOutcome, top_k: int, timing: "Timing | None" = None) -> Prediction:
+        """The :class:`Prediction` for one AdaFocusV3 outcome of video ``vi``."""
+        ee = self.manifest.early_exit
+        sampled = vi.frame_indices[0]
+        cubes = tuple(dataclasses.replace(c, frames=tuple(int(sampled[i]) for i in c.sampled)) for c in oc.cubes)
+        trace = AdaptiveTrace(
+            exit_step=oc.exit,
+            num_steps=ee.num_steps,
+            cubes=cubes,
+            entropies=oc.entropies,
+            thresholds=oc.thresholds,
+            full_gflops=float(ee.exit_gflops[-1]),
+        )
+        p = _softmax(oc.logits.astype(np.float64)[None])[0]
+        return self._prediction(vi, p, gflops=oc.gflops, top_k=top_k, adaptive=trace, timing=timing)
+
+    def _prediction(
+        self, vi: VideoInput, probs: np.ndarray, gflops: float, top_k: int, adaptive: AdaptiveTrace | None = None, timing: "Timing | None" = None
+    ) -> Prediction:
         k = min(top_k, probs.shape[0])
         order = np.argsort(-probs, kind="stable")[:k]
         top = tuple(
@@ -296,10 +341,8 @@ class Recognizer:
         notes = list(vi.notes)
         if self.random_weights:
             notes.insert(0, "the bundle has random weights (exported without a checkpoint): these predictions mean nothing")
-        if adaptive is not None and self.manifest.early_exit.thresholds is None and adaptive.thresholds and all(
-            t == -math.inf for t in adaptive.thresholds
-        ):
-            notes.append("no exit thresholds (none in the bundle or the call): every video ran all focus steps")
+        if adaptive is not None and adaptive.thresholds and all(t == -math.inf for t in adaptive.thresholds):
+            notes.append("every exit threshold is -inf (none given, none in the bundle, or -inf asked for): every video ran all focus steps")
         return Prediction(
             source=vi.source,
             model_name=self.manifest.model_name,
@@ -314,6 +357,7 @@ class Recognizer:
             notes=tuple(notes),
             adaptive=adaptive,
             display_frames=vi.display_frames,
+            timing=timing,
         )
 
 

@@ -86,6 +86,9 @@ class Backend(ABC):
     host_memory: ClassVar[bool] = True
     # True for the PyTorch reference: benchmark ratios are relative to it when it runs
     reference: ClassVar[bool] = False
+    # True when any batch size runs (the exported graphs are batch-dynamic); False when the bundle's
+    # batch range is a hard limit (TensorRT engines are built for its profile)
+    dynamic_batch: ClassVar[bool] = True
 
     def __init__(self, bundle: BundleLike, device: str | None = None, precision: str | None = None):
         self.bundle = Bundle.of(bundle)
@@ -218,7 +221,7 @@ class Backend(ABC):
         batch = symbols.get(BATCH)
         if batch is None:  # a graph without a symbolic batch: dimension 0 of the first input
             batch = int(_shape(inputs[expected[0]])[0])
-        self.bundle.check_batch(batch, f"graph '{graph.role}'")
+        self.bundle.check_batch(batch, f"graph '{graph.role}'", self.dynamic_batch)
         self._check_step(graph, inputs)
         return batch
 

@@ -136,6 +136,7 @@ class TensorRTBackend(Backend):
     devices = ("cuda",)
     default_device = "cuda"
     host_memory = False
+    dynamic_batch = False  # engines are built for the bundle's batch profile
 
     def __init__(self, bundle: BundleLike, device: str | None = None, precision: str | None = None):
         self._engines: dict[str, _Engine] = {}
