@@ -1,33 +1,60 @@
-"""AdaFocusV3 exit thresholds under an average compute budget (paper Eq. 7), numpy only.
+"""AdaFocusV3 exit thresholds: the one threshold fitter, and its label-free budget search (paper Eq. 7).
 
-Eq. 7 asks for thresholds eta_t that maximise accuracy subject to the average GFLOPs per video
-staying within a budget B. The official code (Uni-AdaFocus ``ops/early_exit_uni_adafocus.py``,
-after MSDNet) solves it without labels in the inner step: it fixes the *fraction of videos that
-leave at each exit* to a geometric distribution ``p_t ∝ q^t`` and, on a held-out set, sets eta_t so
-that exactly ``floor(N * p_t)`` of the videos still running — the most confident ones — stop at
-exit t. Varying ``q`` traces the accuracy / GFLOPs curve; the last exit takes everyone left.
+The rule, as the official dynamic evaluation applies it (Uni-AdaFocus
+``ops/early_exit_uni_adafocus.py``, after MSDNet), restated:
 
-Here the criterion is the entropy of the softmax (lower = more confident; a video stops at exit
-t when ``entropy_t <= eta_t``). :func:`thresholds_for_budget` scans ``q`` (including ``q > 1``,
-which puts the mass on late exits, so every budget up to the full model is reachable) and keeps
-the feasible solution that spends the most of the budget — without labels, more compute is the
-best available proxy for accuracy. With labels, pick ``q`` by accuracy instead using
-:func:`fit_thresholds` and :func:`simulate_exits` directly.
+* Exit fractions: for a ratio ``q`` the share of videos meant to leave at exit t (t = 0 the glance,
+  ..., E-1 the last) is ``p_t = q^t / sum_s q^s``. The official code evaluates this in float32
+  (``exp(t * log q)``, then divides by the sum, and divides by the sum once more inside the fitter)
+  and the count ``floor(N * p_t)`` in float32 too; because ``N * p_t`` is often within a rounding
+  error of an integer (``q = k/20`` with N a multiple of 20), :func:`official_exit_fractions`
+  repeats that float32 evaluation so the counts come out the same.
+* Fitting, exit by exit for t = 0 .. E-2, over the N fitting videos: rank the videos not yet
+  assigned to an earlier exit from most to least confident at exit t (ties keep input order); if
+  ``n_t = floor(N * p_t)`` is positive, eta_t is the criterion value of the n_t-th of them (1-based:
+  exactly at that video's value, no margin) and those n_t videos are assigned to exit t; if n_t is
+  0, no video may stop at exit t (eta_t = "never"). The last exit takes everyone left ("always").
+  Videos assigned to earlier exits are removed before ranking the next exit; nothing else is.
+* Evaluation on other videos: each video leaves at the first exit t whose criterion passes its
+  threshold (ties pass: entropy <= eta, max logit >= eta); its prediction is that exit's logits and
+  its cost that exit's cumulative GFLOPs. Accuracy is top-1 over the videos; GFLOPs the mean.
 
-The thresholds should be fitted on a calibration set of videos like those in deployment and then
-stored in the bundle; fitting them on the very videos being predicted (what ``videploy predict
---budget`` does) only demonstrates the mechanism.
+The criterion values come from :func:`videploy.runtime.exit_criteria.criterion_values` (float64 from
+the logits), the very function the runtime uses to stop a video, so a fitted eta_t stops the same
+videos at run time. Official thresholds are float32 values of a float32 criterion; here they are the
+float64 values of the same formula, which can differ from the official ones only in a video whose
+float32 criterion ties another one's within float32 rounding.
+
+Without labels (``videploy predict --budget``, the benchmark), :func:`fit_exit_thresholds` scans
+``q`` (including ``q > 1``, which puts the mass on late exits, so every budget up to the full model is
+reachable) and keeps the feasible solution that spends the most of the budget: without labels more
+compute is the best available proxy for accuracy. With labels, :mod:`videploy.calibration.dynamic_evaluation`
+picks by held-out accuracy. Thresholds fitted on the very videos being predicted only demonstrate the
+mechanism; fit them on a calibration set like the deployment videos and store them in the bundle.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
 from videploy.errors import VideployError
+from videploy.runtime.exit_criteria import (
+    always_stops,
+    check_criterion,
+    criterion_values,
+    most_confident_first,
+    never_stops,
+    stops,
+)
+
+# the official search's ratios q = 1/20 .. 19/20
+OFFICIAL_QS: tuple[float, ...] = tuple(k / 20 for k in range(1, 20))
 
 
 @dataclass(frozen=True)
@@ -37,10 +64,11 @@ class BudgetSolution:
     expected_gflops: float  # average over the fitting videos
     exit_fractions: tuple[float, ...]  # realised fraction of videos leaving at each exit
     budget: float
+    criterion: str = "entropy"
 
 
 def geometric_exit_distribution(q: float, num_exits: int) -> np.ndarray:
-    """``p_t ∝ q^t`` for t = 0..num_exits-1, normalised (the official search's exit distribution)."""
+    """``p_t ∝ q^t`` for t = 0..num_exits-1, normalised, in float64 (any q > 0, also q > 1)."""
     if not q > 0 or num_exits < 1:
         raise VideployError(f"a geometric exit distribution needs q > 0 and at least one exit, got q={q}, exits={num_exits}")
     t = np.arange(num_exits, dtype=np.float64)
@@ -49,69 +77,211 @@ def geometric_exit_distribution(q: float, num_exits: int) -> np.ndarray:
     return p / p.sum()
 
 
-def _check_entropies(entropies: np.ndarray) -> np.ndarray:
-    e = np.asarray(entropies, dtype=np.float64)
-    if e.ndim != 2 or e.shape[0] < 1 or e.shape[1] < 1:
-        raise VideployError(f"entropies must be (videos, exits) with at least one of each, got shape {e.shape}")
-    if not np.isfinite(e).all():
-        raise VideployError("entropies must be finite numbers")
-    return e
+def official_exit_fractions(q: float, num_exits: int) -> np.ndarray:
+    """``p_t ∝ q^t`` in float32, operation by operation as the official evaluation computes it (0 < q <= 1).
 
-
-def fit_thresholds(entropies: np.ndarray, exit_fractions: Sequence[float]) -> np.ndarray:
-    """Thresholds that make ``floor(N * p_t)`` of the still-running videos stop at exit t.
-
-    ``entropies`` (N, E): entropy of every video at every exit (from a run without early exits).
-    Exit t's threshold lies between the entropy of the ``floor(N * p_t)``-th most confident video
-    among those not assigned to an earlier exit and the next one's (the official code uses the
-    former exactly; halfway leaves a margin for float rounding); an exit assigned no video gets
-    ``-inf``; the last gets ``+inf``.
+    The official search takes ``exp(t * log q)`` with PyTorch's float32 exp / log and divides by
+    their float32 sum (the fitter divides once more: :func:`fit_thresholds`). Those float32 values
+    decide ``floor(N * p_t)`` whenever ``N * p_t`` is within a rounding error of an integer, which
+    ``q = k/20`` makes common, so they are reproduced: the exponentials of the official q's (up to
+    64 exits) are PyTorch's own values (``official_exit_exp.npy``, x86 CPU build), other q's are
+    rounded correctly from float64, and sums follow PyTorch's CPU summation order.
     """
-    e = _check_entropies(entropies)
-    n, num_exits = e.shape
-    p = np.asarray(exit_fractions, dtype=np.float64)
-    if p.shape != (num_exits,) or (p < 0).any() or p.sum() <= 0:
-        raise VideployError(f"exit fractions must be {num_exits} non-negative numbers, got {list(p)}")
-    p = p / p.sum()
-    eta = np.full(num_exits, -math.inf)
+    if not 0 < q <= 1 or num_exits < 1:
+        raise VideployError(f"the official exit distribution needs 0 < q <= 1 and at least one exit, got q={q}, exits={num_exits}")
+    table = _official_exp_table()
+    k = round(q * 20)
+    if abs(q - k / 20) < 1e-12 and 1 <= k <= 19 and num_exits <= table.shape[1]:
+        p = table[k - 1, :num_exits].copy()
+    else:
+        log_q = np.float32(math.log(float(np.float32(q))))
+        p = np.exp((log_q * np.arange(num_exits, dtype=np.float32)).astype(np.float64)).astype(np.float32)
+    return _normalised(p)
+
+
+@functools.lru_cache(maxsize=1)
+def _official_exp_table() -> np.ndarray:
+    """(19, 64) float32: PyTorch's ``exp(t * log(float32(k / 20)))`` for k = 1..19, t = 0..63."""
+    table = np.load(Path(__file__).with_name("official_exit_exp.npy"))
+    table.setflags(write=False)
+    return table
+
+
+def _normalised(p: np.ndarray) -> np.ndarray:
+    """``p / sum(p)`` in p's precision; a float32 sum in PyTorch's CPU order (float64: exact, rounded once)."""
+    total = _torch_cpu_sum_f32(p) if p.dtype == np.float32 else math.fsum(p.tolist())
+    return (p / p.dtype.type(total)).astype(p.dtype)
+
+
+def _torch_cpu_sum_f32(x: np.ndarray) -> np.float32:
+    """The float32 sum of a short contiguous vector, added in the order PyTorch's CPU kernel adds it.
+
+    PyTorch sums 8-lane vectors (it keeps AVX2 width for sums on AVX-512 machines too) into 4
+    interleaved accumulators, then the leftover vectors, then the accumulators; the sum starts from
+    the elements past the last full vector and then adds the 8 lanes in order. Under 8 elements it
+    does the same with 4 scalar accumulators. (Its cascade for long vectors starts at 512
+    elements; longer vectors are summed exactly and rounded once.)
+    """
+    f32 = np.float32
+    x = np.asarray(x, dtype=np.float32).ravel()
+    n = x.size
+    if n >= 512:
+        return f32(math.fsum(x.tolist()))
+
+    def row_sum(items: list) -> object:  # items: float32 scalars or 8-lane float32 arrays
+        m = len(items) // 4
+        partial = [items[k] for k in range(4)] if m else []
+        for i in range(1, m):
+            for k in range(4):
+                partial[k] = (partial[k] + items[4 * i + k]).astype(np.float32) if isinstance(partial[k], np.ndarray) else f32(partial[k] + items[4 * i + k])
+        zero = np.zeros_like(items[0]) if items and isinstance(items[0], np.ndarray) else f32(0)
+        acc = partial[0] if m else zero
+        for item in items[4 * m :]:
+            acc = (acc + item).astype(np.float32) if isinstance(acc, np.ndarray) else f32(acc + item)
+        for k in range(1, 4 if m else 1):
+            acc = (acc + partial[k]).astype(np.float32) if isinstance(acc, np.ndarray) else f32(acc + partial[k])
+        return acc
+
+    if n < 8:
+        return f32(row_sum([f32(v) for v in x]))
+    vectors = n // 8
+    lanes = row_sum([x[8 * i : 8 * i + 8] for i in range(vectors)])
+    total = f32(0)
+    for v in x[8 * vectors :]:
+        total = f32(total + v)
+    for v in lanes:
+        total = f32(total + v)
+    return total
+
+
+def exit_counts(num_videos: int, exit_fractions: np.ndarray) -> np.ndarray:
+    """``floor(N * p_t)`` per exit, the product taken in the fractions' precision (float32 for the official ones)."""
+    p = np.asarray(exit_fractions)
+    dtype = np.float32 if p.dtype == np.float32 else np.float64
+    return np.floor(dtype(num_videos) * p.astype(dtype)).astype(np.int64)
+
+
+def _check_values(values: np.ndarray, criterion: str) -> np.ndarray:
+    v = np.asarray(values, dtype=np.float64)
+    if v.ndim == 3:  # logits (videos, exits, classes)
+        v = criterion_values(v, criterion)
+    if v.ndim != 2 or v.shape[0] < 1 or v.shape[1] < 1:
+        raise VideployError(
+            f"exit criterion values must be (videos, exits) or logits (videos, exits, classes) with at least one of each, got shape {v.shape}"
+        )
+    if not np.isfinite(v).all():
+        raise VideployError("exit criterion values must be finite numbers")
+    return v
+
+
+def fit_thresholds(values: np.ndarray, exit_fractions: Sequence[float] | np.ndarray, criterion: str = "entropy") -> np.ndarray:
+    """The threshold fitter: eta_t exactly at the ``floor(N * p_t)``-th most confident remaining video.
+
+    ``values`` (N, E): the criterion of every video at every exit from a run without early exits
+    (or logits (N, E, classes)). ``exit_fractions``: p_0..p_{E-1}, normalised here in their own
+    precision (pass :func:`official_exit_fractions` to reproduce the official counts). See the
+    module docstring for the rule. An exit assigned no video never stops one; the last always does.
+    """
+    criterion = check_criterion(criterion)
+    v = _check_values(values, criterion)
+    n, num_exits = v.shape
+    p = np.asarray(exit_fractions)
+    p = p.astype(np.float32 if p.dtype == np.float32 else np.float64)
+    if p.shape != (num_exits,) or not np.isfinite(p).all() or (p < 0).any() or p.sum() <= 0:
+        raise VideployError(f"exit fractions must be {num_exits} non-negative numbers, not all 0, got {p.tolist()}")
+    p = _normalised(p)
+    counts = exit_counts(n, p)
+    eta = np.full(num_exits, never_stops(criterion))
     taken = np.zeros(n, dtype=bool)
     for t in range(num_exits - 1):
-        count = math.floor(n * p[t])
-        if count <= 0:
+        if counts[t] <= 0:
             continue
-        order = np.argsort(e[:, t], kind="stable")
+        order = most_confident_first(v[:, t], criterion)
         remaining = order[~taken[order]]
         if remaining.size == 0:
             break
-        count = min(count, remaining.size)
-        last = e[remaining[count - 1], t]
-        nxt = e[remaining[count], t] if count < remaining.size else math.inf
-        # halfway to the next video instead of exactly at the last one (the official choice): the same
-        # videos stop, with a margin against float rounding that differs between batch compositions
-        eta[t] = (last + nxt) / 2 if last < nxt < math.inf else last + 1e-6 * max(1.0, abs(last))
-        taken[remaining[:count]] = True
-    eta[-1] = math.inf
+        chosen = remaining[: min(int(counts[t]), remaining.size)]
+        eta[t] = v[chosen[-1], t]
+        taken[chosen] = True
+    eta[-1] = always_stops(criterion)
     return eta
 
 
-def simulate_exits(entropies: np.ndarray, thresholds: Sequence[float]) -> np.ndarray:
-    """The exit each video takes under ``thresholds`` (the runtime's rule: first t with entropy_t <= eta_t)."""
-    e = _check_entropies(entropies)
+def simulate_exits(values: np.ndarray, thresholds: Sequence[float], criterion: str = "entropy") -> np.ndarray:
+    """The exit each video takes under ``thresholds``: the first t that stops it (the last always does)."""
+    criterion = check_criterion(criterion)
+    v = _check_values(values, criterion)
     eta = np.asarray(thresholds, dtype=np.float64)
-    if eta.shape != (e.shape[1],):
-        raise VideployError(f"need {e.shape[1]} thresholds, got {eta.size}")
-    stop = e <= eta[None, :]
-    stop[:, -1] = True  # the last exit always stops
+    if eta.shape != (v.shape[1],) or np.isnan(eta).any():
+        raise VideployError(f"need {v.shape[1]} thresholds (numbers, inf allowed), got {eta.tolist()}")
+    stop = stops(v, eta[None, :], criterion)
+    stop[:, -1] = True
     return stop.argmax(axis=1)
 
 
-def expected_gflops(entropies: np.ndarray, thresholds: Sequence[float], exit_gflops: Sequence[float]) -> float:
+def expected_gflops(values: np.ndarray, thresholds: Sequence[float], exit_gflops: Sequence[float], criterion: str = "entropy") -> float:
     """Average GFLOPs per video under ``thresholds`` (``exit_gflops`` cumulative per exit)."""
-    cost = np.asarray(exit_gflops, dtype=np.float64)
-    exits = simulate_exits(entropies, thresholds)
-    if cost.shape != (np.asarray(entropies).shape[1],):
-        raise VideployError(f"exit_gflops must list one cost per exit ({np.asarray(entropies).shape[1]}), got {cost.size}")
+    exits = simulate_exits(values, thresholds, criterion)
+    cost = _check_costs(exit_gflops, np.asarray(values).shape[1])
     return float(cost[exits].mean())
+
+
+def _check_costs(exit_gflops: Sequence[float], num_exits: int) -> np.ndarray:
+    cost = np.asarray(exit_gflops, dtype=np.float64)
+    if cost.shape != (num_exits,) or not np.isfinite(cost).all():
+        raise VideployError(f"exit_gflops must list one finite cumulative cost per exit ({num_exits}), got {cost.tolist()}")
+    return cost
+
+
+def candidate_fractions(num_exits: int, qs: Sequence[float] | None = None) -> list[tuple[np.ndarray, float | None]]:
+    """Exit distributions a budget search tries: the official q's, a dense q grid (also q > 1), and one-hot exits.
+
+    One-hot distributions (every video at one exit) are what a geometric distribution cannot
+    express on a handful of videos.
+    """
+    if qs is not None:
+        return [(official_exit_fractions(float(q), num_exits) if 0 < q <= 1 else geometric_exit_distribution(float(q), num_exits), float(q)) for q in qs]
+    out: list[tuple[np.ndarray, float | None]] = [(official_exit_fractions(q, num_exits), q) for q in OFFICIAL_QS]
+    out += [(geometric_exit_distribution(float(q), num_exits), float(q)) for q in np.geomspace(1e-3, 1e3, 241)]
+    out += [(np.eye(num_exits)[t], None) for t in range(num_exits)]
+    return out
+
+
+def fit_exit_thresholds(
+    values_or_logits: np.ndarray,
+    exit_gflops: Sequence[float],
+    budget: float,
+    criterion: str = "entropy",
+    qs: Sequence[float] | None = None,
+) -> BudgetSolution:
+    """Eq. 7 without labels: the thresholds spending the most GFLOPs on these videos within ``budget``.
+
+    ``values_or_logits``: criterion values (videos, exits) or exit logits (videos, exits, classes).
+    A budget at or above the last exit's cost disables early exit; one below the glance is an error.
+    """
+    criterion = check_criterion(criterion)
+    v = _check_values(values_or_logits, criterion)
+    num_exits = v.shape[1]
+    cost = _check_costs(exit_gflops, num_exits)
+    if not math.isfinite(budget) or budget < cost[0]:
+        raise VideployError(
+            f"a budget of {budget:g} GFLOPs per video is below the cheapest exit (the glance, {cost[0]:.4g} GFLOPs); "
+            f"choose --budget between {cost[0]:.4g} and {cost[-1]:.4g}"
+        )
+
+    def solution(eta: np.ndarray, q: float | None) -> BudgetSolution:
+        exits = simulate_exits(v, eta, criterion)
+        frac = np.bincount(exits, minlength=num_exits) / v.shape[0]
+        return BudgetSolution(tuple(float(x) for x in eta), q, float(cost[exits].mean()), tuple(float(f) for f in frac), float(budget), criterion)
+
+    if budget >= cost[-1]:
+        return solution(np.full(num_exits, never_stops(criterion)), None)  # enough for every step: no early exit
+    best = solution(np.full(num_exits, always_stops(criterion)), None)  # glance only: always feasible
+    for p, q in candidate_fractions(num_exits, qs):
+        s = solution(fit_thresholds(v, p, criterion), q)
+        if s.expected_gflops <= budget + 1e-12 and s.expected_gflops > best.expected_gflops:
+            best = s
+    return best
 
 
 def thresholds_for_budget(
@@ -120,33 +290,5 @@ def thresholds_for_budget(
     budget: float,
     qs: Sequence[float] | None = None,
 ) -> BudgetSolution:
-    """Eq. 7 without labels: the geometric-distribution thresholds spending the most GFLOPs within ``budget``."""
-    e = _check_entropies(entropies)
-    cost = np.asarray(exit_gflops, dtype=np.float64)
-    num_exits = e.shape[1]
-    if cost.shape != (num_exits,):
-        raise VideployError(f"exit_gflops must list one cost per exit ({num_exits}), got {cost.size}")
-    if not math.isfinite(budget) or budget < cost[0]:
-        raise VideployError(
-            f"a budget of {budget:g} GFLOPs per video is below the cheapest exit (the glance, {cost[0]:.4g} GFLOPs); "
-            f"choose --budget between {cost[0]:.4g} and {cost[-1]:.4g}"
-        )
-
-    def solution(eta: np.ndarray, q: float | None) -> BudgetSolution:
-        exits = simulate_exits(e, eta)
-        frac = np.bincount(exits, minlength=num_exits) / e.shape[0]
-        return BudgetSolution(tuple(float(x) for x in eta), q, float(cost[exits].mean()), tuple(float(f) for f in frac), float(budget))
-
-    if budget >= cost[-1]:
-        return solution(np.full(num_exits, -math.inf), None)  # enough for every step: no early exit
-    glance_only = np.full(num_exits, math.inf)
-    best = solution(glance_only, None)  # always feasible
-    grid = list(np.geomspace(1e-3, 1e3, 241)) + [k / 20 for k in range(1, 20)] if qs is None else list(qs)
-    candidates = [(geometric_exit_distribution(float(q), num_exits), float(q)) for q in grid]
-    # every video at one exit: what a geometric distribution cannot express on a handful of videos
-    candidates += [(np.eye(num_exits)[t], None) for t in range(num_exits)]
-    for p, q in candidates:
-        s = solution(fit_thresholds(e, p), q)
-        if s.expected_gflops <= budget + 1e-12 and s.expected_gflops > best.expected_gflops:
-            best = s
-    return best
+    """:func:`fit_exit_thresholds` on entropies (kept for existing callers)."""
+    return fit_exit_thresholds(entropies, exit_gflops, budget, criterion="entropy", qs=qs)

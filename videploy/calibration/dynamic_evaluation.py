@@ -1,0 +1,171 @@
+"""Labelled exit thresholds: the official dynamic evaluation, a budget choice, and the random-exit baseline.
+
+:func:`dynamic_evaluation` repeats the official early-exit evaluation of Uni-AdaFocus (after
+MSDNet): for each ratio ``q`` (default 1/20 .. 19/20) it fits thresholds on one set of videos with
+:func:`~videploy.calibration.exit_thresholds.fit_thresholds` (the rule is stated in that module) and
+evaluates them on a held-out set: how many videos leave at each exit, top-1 accuracy, average GFLOPs.
+
+:func:`choose_for_budget` picks, among the evaluated thresholds whose held-out average GFLOPs fits a
+budget, the most accurate (ties: the one spending more). The random-exit baseline of the paper's
+comparison sends the same number of held-out videos to each exit but picks them at random; its
+accuracy here is the expectation over that draw, ``sum_t n_t / N * accuracy_t`` (the official code
+draws once), so it needs no seed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from videploy.calibration.exit_thresholds import (
+    OFFICIAL_QS,
+    candidate_fractions,
+    fit_thresholds,
+    simulate_exits,
+)
+from videploy.errors import VideployError
+from videploy.runtime.exit_criteria import check_criterion, criterion_values
+
+
+@dataclass(frozen=True)
+class DynamicPoint:
+    """One ``q`` of the dynamic evaluation, measured on the held-out videos."""
+
+    q: float | None  # None: a one-hot exit distribution (every fitting video at one exit)
+    thresholds: tuple[float, ...]  # eta_0 .. eta_{E-1}, fitted on the fitting videos
+    exit_counts: tuple[int, ...]  # held-out videos leaving at each exit
+    accuracy: float  # top-1 on the held-out videos, in [0, 1]
+    gflops: float  # average GFLOPs per held-out video
+    random_accuracy: float  # expected accuracy of random exits in the same numbers
+
+    def to_dict(self) -> dict:
+        return {
+            "q": self.q,
+            "thresholds": [_json_float(x) for x in self.thresholds],
+            "exit_counts": list(self.exit_counts),
+            "accuracy": self.accuracy,
+            "gflops": self.gflops,
+            "random_accuracy": self.random_accuracy,
+        }
+
+
+def _json_float(x: float) -> float | str:
+    return x if np.isfinite(x) else ("inf" if x > 0 else "-inf")
+
+
+def _check_logits(name: str, logits: np.ndarray) -> np.ndarray:
+    x = np.asarray(logits)
+    if x.ndim != 3 or 0 in x.shape:
+        raise VideployError(f"{name} must be exit logits shaped (videos, exits, classes), got shape {x.shape}")
+    return x
+
+
+def dynamic_evaluation(
+    train_logits: np.ndarray,
+    val_logits: np.ndarray,
+    val_labels: Sequence[int] | np.ndarray,
+    exit_gflops: Sequence[float],
+    criterion: str = "entropy",
+    qs: Sequence[float] | None = None,
+) -> list[DynamicPoint]:
+    """The official dynamic evaluation: thresholds fitted on ``train_logits``, measured on ``val_logits``.
+
+    Logits are (videos, exits, classes) (exit 0 the glance, the last after every focus step);
+    ``val_labels`` the class index of each held-out video; ``exit_gflops`` the cumulative cost per
+    exit. ``qs`` default to the official 1/20 .. 19/20 (a q > 1 uses a float64 distribution).
+    Returns one :class:`DynamicPoint` per ``q``, in order.
+    """
+    criterion = check_criterion(criterion)
+    tr = _check_logits("train_logits", train_logits)
+    va = _check_logits("val_logits", val_logits)
+    if tr.shape[1:] != va.shape[1:]:
+        raise VideployError(f"train and held-out logits must have the same exits and classes, got {tr.shape[1:]} and {va.shape[1:]}")
+    qs = OFFICIAL_QS if qs is None else tuple(float(q) for q in qs)
+    return evaluate_candidates(
+        criterion_values(tr, criterion), criterion_values(va, criterion), va, val_labels, exit_gflops, criterion, candidate_fractions(tr.shape[1], qs)
+    )
+
+
+def evaluate_candidates(
+    train_values: np.ndarray,
+    val_values: np.ndarray,
+    val_logits: np.ndarray,
+    val_labels: Sequence[int] | np.ndarray,
+    exit_gflops: Sequence[float],
+    criterion: str,
+    candidates: Sequence[tuple[np.ndarray, float | None]],
+) -> list[DynamicPoint]:
+    """Fit each candidate exit distribution on the train values, measure it on the held-out videos."""
+    n_val, num_exits, num_classes = val_logits.shape
+    labels = np.asarray(val_labels)
+    if labels.shape != (n_val,) or not np.issubdtype(labels.dtype, np.integer):
+        raise VideployError(f"val_labels must be {n_val} class indices (one per held-out video), got shape {labels.shape} of {labels.dtype}")
+    if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
+        raise VideployError(f"val_labels must be class indices in [0, {num_classes}), got {labels.min()}..{labels.max()}")
+    cost = np.asarray(exit_gflops, dtype=np.float64)
+    if cost.shape != (num_exits,) or not np.isfinite(cost).all():
+        raise VideployError(f"exit_gflops must list one cumulative cost per exit ({num_exits}), got {cost.tolist()}")
+    correct = np.asarray(val_logits).argmax(axis=2) == labels[:, None]  # (videos, exits)
+    exit_accuracy = correct.mean(axis=0)
+    rows = np.arange(n_val)
+    points = []
+    for p, q in candidates:
+        eta = fit_thresholds(train_values, p, criterion)
+        exits = simulate_exits(val_values, eta, criterion)
+        counts = np.bincount(exits, minlength=num_exits)
+        points.append(
+            DynamicPoint(
+                q=q,
+                thresholds=tuple(float(x) for x in eta),
+                exit_counts=tuple(int(c) for c in counts),
+                accuracy=float(correct[rows, exits].mean()),
+                gflops=float(cost[exits].mean()),
+                random_accuracy=float(counts @ exit_accuracy / n_val),
+            )
+        )
+    return points
+
+
+def fixed_exit_points(val_logits: np.ndarray, val_labels: Sequence[int] | np.ndarray, exit_gflops: Sequence[float]) -> list[tuple[float, float]]:
+    """(GFLOPs, accuracy) of every video stopping at exit t, for each t (glance only ... all steps)."""
+    va = _check_logits("val_logits", val_logits)
+    acc = (va.argmax(axis=2) == np.asarray(val_labels)[:, None]).mean(axis=0)
+    return [(float(g), float(a)) for g, a in zip(exit_gflops, acc)]
+
+
+def choose_for_budget(points: Sequence[DynamicPoint], budget: float) -> DynamicPoint:
+    """The most accurate point whose held-out average GFLOPs is within ``budget`` (ties: more GFLOPs)."""
+    feasible = [p for p in points if p.gflops <= budget + 1e-9]
+    if not feasible:
+        cheapest = min(p.gflops for p in points)
+        raise VideployError(
+            f"no thresholds reach an average of {budget:g} GFLOPs per video on the held-out videos (the cheapest found "
+            f"costs {cheapest:.4g}); raise --budget to at least {cheapest:.4g}"
+        )
+    return max(feasible, key=lambda p: (p.accuracy, p.gflops))
+
+
+def budget_search(
+    train_logits: np.ndarray,
+    val_logits: np.ndarray,
+    val_labels: Sequence[int] | np.ndarray,
+    exit_gflops: Sequence[float],
+    budget: float,
+    criterion: str = "entropy",
+) -> tuple[DynamicPoint, list[DynamicPoint]]:
+    """Thresholds for a GFLOPs budget, chosen by held-out accuracy among a wide set of exit distributions.
+
+    Besides the official q's the search tries a dense grid of q (also q > 1, which favours late exits)
+    and one-hot distributions (every video at one exit: the glance only ... the full model), so any
+    budget between the glance and the full model is reachable. Returns the choice and
+    every evaluated point.
+    """
+    criterion = check_criterion(criterion)
+    tr = _check_logits("train_logits", train_logits)
+    va = _check_logits("val_logits", val_logits)
+    num_exits = tr.shape[1]
+    candidates = candidate_fractions(num_exits)
+    points = evaluate_candidates(criterion_values(tr, criterion), criterion_values(va, criterion), va, val_labels, exit_gflops, criterion, candidates)
+    return choose_for_budget(points, budget), points
