@@ -20,9 +20,11 @@ from typing import Sequence
 import numpy as np
 
 from videploy.calibration.exit_thresholds import (
-    OFFICIAL_QS,
-    candidate_fractions,
-    fit_thresholds,
+    ExitDistribution,
+    budget_candidates,
+    geometric,
+    official_candidates,
+    refine_to_budget,
     simulate_exits,
 )
 from videploy.errors import VideployError
@@ -34,6 +36,7 @@ class DynamicPoint:
     """One ``q`` of the dynamic evaluation, measured on the held-out videos."""
 
     q: float | None  # None: a one-hot exit distribution (every fitting video at one exit)
+    last_exit: int  # the exit taking every video left (the last one in the official evaluation)
     thresholds: tuple[float, ...]  # eta_0 .. eta_{E-1}, fitted on the fitting videos
     exit_counts: tuple[int, ...]  # held-out videos leaving at each exit
     accuracy: float  # top-1 on the held-out videos, in [0, 1]
@@ -43,6 +46,7 @@ class DynamicPoint:
     def to_dict(self) -> dict:
         return {
             "q": self.q,
+            "last_exit": self.last_exit,
             "thresholds": [_json_float(x) for x in self.thresholds],
             "exit_counts": list(self.exit_counts),
             "accuracy": self.accuracy,
@@ -82,9 +86,8 @@ def dynamic_evaluation(
     va = _check_logits("val_logits", val_logits)
     if tr.shape[1:] != va.shape[1:]:
         raise VideployError(f"train and held-out logits must have the same exits and classes, got {tr.shape[1:]} and {va.shape[1:]}")
-    qs = OFFICIAL_QS if qs is None else tuple(float(q) for q in qs)
     return evaluate_candidates(
-        criterion_values(tr, criterion), criterion_values(va, criterion), va, val_labels, exit_gflops, criterion, candidate_fractions(tr.shape[1], qs)
+        criterion_values(tr, criterion), criterion_values(va, criterion), va, val_labels, exit_gflops, criterion, official_candidates(tr.shape[1], qs)
     )
 
 
@@ -95,7 +98,7 @@ def evaluate_candidates(
     val_labels: Sequence[int] | np.ndarray,
     exit_gflops: Sequence[float],
     criterion: str,
-    candidates: Sequence[tuple[np.ndarray, float | None]],
+    candidates: Sequence[ExitDistribution],
 ) -> list[DynamicPoint]:
     """Fit each candidate exit distribution on the train values, measure it on the held-out videos."""
     n_val, num_exits, num_classes = val_logits.shape
@@ -111,13 +114,14 @@ def evaluate_candidates(
     exit_accuracy = correct.mean(axis=0)
     rows = np.arange(n_val)
     points = []
-    for p, q in candidates:
-        eta = fit_thresholds(train_values, p, criterion)
+    for c in candidates:
+        eta = c.fit(train_values, criterion)
         exits = simulate_exits(val_values, eta, criterion)
         counts = np.bincount(exits, minlength=num_exits)
         points.append(
             DynamicPoint(
-                q=q,
+                q=c.q,
+                last_exit=c.last,
                 thresholds=tuple(float(x) for x in eta),
                 exit_counts=tuple(int(c) for c in counts),
                 accuracy=float(correct[rows, exits].mean()),
@@ -157,15 +161,26 @@ def budget_search(
 ) -> tuple[DynamicPoint, list[DynamicPoint]]:
     """Thresholds for a GFLOPs budget, chosen by held-out accuracy among a wide set of exit distributions.
 
-    Besides the official q's the search tries a dense grid of q (also q > 1, which favours late exits)
-    and one-hot distributions (every video at one exit: the glance only ... the full model), so any
-    budget between the glance and the full model is reachable. Returns the choice and
+    The search tries :func:`~videploy.calibration.exit_thresholds.budget_candidates` (the official q's
+    and a dense q grid, also q > 1, over exits 0..j for every j, and one-hot distributions), so any
+    budget between the glance and the full model is reachable, and refines q where the held-out cost
+    crosses the budget, so the choice can spend all of it. Returns the choice and
     every evaluated point.
     """
     criterion = check_criterion(criterion)
     tr = _check_logits("train_logits", train_logits)
     va = _check_logits("val_logits", val_logits)
     num_exits = tr.shape[1]
-    candidates = candidate_fractions(num_exits)
-    points = evaluate_candidates(criterion_values(tr, criterion), criterion_values(va, criterion), va, val_labels, exit_gflops, criterion, candidates)
+    train_values, val_values = criterion_values(tr, criterion), criterion_values(va, criterion)
+
+    def evaluate(candidates: Sequence[ExitDistribution]) -> list[DynamicPoint]:
+        return evaluate_candidates(train_values, val_values, va, val_labels, exit_gflops, criterion, candidates)
+
+    points = evaluate(budget_candidates(num_exits))
+    # the q grid is coarse at the scale of one video: per family, also the q where the held-out cost meets the budget
+    for last in range(1, num_exits):
+        family = [p.q for p in points if p.q is not None and p.last_exit == last]
+        q_edge = refine_to_budget(lambda q: evaluate([geometric(q, num_exits, last)])[0].gflops, budget, family)
+        if q_edge is not None:
+            points += evaluate([geometric(q_edge, num_exits, last)])
     return choose_for_budget(points, budget), points

@@ -39,7 +39,7 @@ import functools
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -174,26 +174,34 @@ def _check_values(values: np.ndarray, criterion: str) -> np.ndarray:
     return v
 
 
-def fit_thresholds(values: np.ndarray, exit_fractions: Sequence[float] | np.ndarray, criterion: str = "entropy") -> np.ndarray:
+def fit_thresholds(values: np.ndarray, exit_fractions: Sequence[float] | np.ndarray, criterion: str = "entropy", last: int | None = None) -> np.ndarray:
     """The threshold fitter: eta_t exactly at the ``floor(N * p_t)``-th most confident remaining video.
 
     ``values`` (N, E): the criterion of every video at every exit from a run without early exits
     (or logits (N, E, classes)). ``exit_fractions``: p_0..p_{E-1}, normalised here in their own
     precision (pass :func:`official_exit_fractions` to reproduce the official counts). See the
     module docstring for the rule. An exit assigned no video never stops one; the last always does.
+    ``last`` (default: the last exit) makes an earlier exit take everyone left, the exits after it
+    unused (a budget search's truncated distributions); fractions after it are ignored.
     """
     criterion = check_criterion(criterion)
     v = _check_values(values, criterion)
     n, num_exits = v.shape
+    last = num_exits - 1 if last is None else int(last)
+    if not 0 <= last < num_exits:
+        raise VideployError(f"last exit must be in [0, {num_exits}), got {last}")
     p = np.asarray(exit_fractions)
     p = p.astype(np.float32 if p.dtype == np.float32 else np.float64)
     if p.shape != (num_exits,) or not np.isfinite(p).all() or (p < 0).any() or p.sum() <= 0:
         raise VideployError(f"exit fractions must be {num_exits} non-negative numbers, not all 0, got {p.tolist()}")
+    if last < num_exits - 1:
+        p = p.copy()
+        p[last + 1 :] = 0
     p = _normalised(p)
     counts = exit_counts(n, p)
     eta = np.full(num_exits, never_stops(criterion))
     taken = np.zeros(n, dtype=bool)
-    for t in range(num_exits - 1):
+    for t in range(last):
         if counts[t] <= 0:
             continue
         order = most_confident_first(v[:, t], criterion)
@@ -203,7 +211,7 @@ def fit_thresholds(values: np.ndarray, exit_fractions: Sequence[float] | np.ndar
         chosen = remaining[: min(int(counts[t]), remaining.size)]
         eta[t] = v[chosen[-1], t]
         taken[chosen] = True
-    eta[-1] = always_stops(criterion)
+    eta[last:] = always_stops(criterion)
     return eta
 
 
@@ -233,18 +241,67 @@ def _check_costs(exit_gflops: Sequence[float], num_exits: int) -> np.ndarray:
     return cost
 
 
-def candidate_fractions(num_exits: int, qs: Sequence[float] | None = None) -> list[tuple[np.ndarray, float | None]]:
-    """Exit distributions a budget search tries: the official q's, a dense q grid (also q > 1), and one-hot exits.
+@dataclass(frozen=True)
+class ExitDistribution:
+    """A candidate of a threshold search: exit fractions, the ratio q they come from, the exit taking everyone left."""
 
-    One-hot distributions (every video at one exit) are what a geometric distribution cannot
-    express on a handful of videos.
+    fractions: np.ndarray
+    q: float | None  # None: a one-hot distribution
+    last: int
+
+    def fit(self, values: np.ndarray, criterion: str) -> np.ndarray:
+        return fit_thresholds(values, self.fractions, criterion, last=self.last)
+
+
+def geometric(q: float, num_exits: int, last: int | None = None) -> ExitDistribution:
+    """``p_t ∝ q^t``: the official float32 values for 0 < q <= 1, float64 beyond."""
+    p = official_exit_fractions(q, num_exits) if 0 < q <= 1 else geometric_exit_distribution(q, num_exits)
+    return ExitDistribution(p, float(q), num_exits - 1 if last is None else last)
+
+
+def official_candidates(num_exits: int, qs: Sequence[float] | None = None) -> list[ExitDistribution]:
+    """The official search: ``p_t ∝ q^t`` for q = 1/20 .. 19/20 (or ``qs``), the last exit taking everyone left."""
+    return [geometric(float(q), num_exits) for q in (OFFICIAL_QS if qs is None else qs)]
+
+
+# q's a budget search scans on top of the official ones (q > 1 favours late exits)
+SEARCH_QS: tuple[float, ...] = tuple(float(q) for q in np.geomspace(1e-3, 1e3, 121))
+
+
+def budget_candidates(num_exits: int) -> list[ExitDistribution]:
+    """What a budget search tries: geometric distributions over exits 0..j (exit j taking everyone left)
+    for every j and q, and one-hot distributions (every video at one exit: glance only ... full model).
+
+    Truncating at exit j expresses "stop the confident ones early, run the rest to exit j", which a
+    distribution spreading over every exit cannot, and one-hot ones cover a handful of videos.
     """
-    if qs is not None:
-        return [(official_exit_fractions(float(q), num_exits) if 0 < q <= 1 else geometric_exit_distribution(float(q), num_exits), float(q)) for q in qs]
-    out: list[tuple[np.ndarray, float | None]] = [(official_exit_fractions(q, num_exits), q) for q in OFFICIAL_QS]
-    out += [(geometric_exit_distribution(float(q), num_exits), float(q)) for q in np.geomspace(1e-3, 1e3, 241)]
-    out += [(np.eye(num_exits)[t], None) for t in range(num_exits)]
+    out = [ExitDistribution(np.eye(num_exits)[t], None, num_exits - 1) for t in range(num_exits)]
+    for last in range(1, num_exits):
+        out += [geometric(q, num_exits, last) for q in sorted(set(OFFICIAL_QS + SEARCH_QS))]
     return out
+
+
+def refine_to_budget(cost_of: Callable[[float], float], budget: float, qs: Sequence[float], steps: int = 30) -> float | None:
+    """A q just inside the budget: bisection (in log q) between the scanned q's that straddle it.
+
+    ``cost_of(q)`` is the average GFLOPs of the thresholds fitted with ``p_t ∝ q^t`` (more q, more
+    late exits, more compute). The scan's grid is coarse at the scale of single videos; this finds
+    the largest q whose cost stays within ``budget``, so the solution spends (almost) all of it.
+    Returns None when no scanned pair straddles the budget.
+    """
+    grid = sorted(set(float(q) for q in qs if q > 0))
+    costs = [cost_of(q) for q in grid]
+    pairs = [(lo, hi) for (lo, c_lo), (hi, c_hi) in zip(zip(grid, costs), zip(grid[1:], costs[1:])) if c_lo <= budget < c_hi]
+    if not pairs:
+        return None
+    lo, hi = pairs[-1]
+    for _ in range(steps):
+        mid = math.sqrt(lo * hi)
+        if cost_of(mid) <= budget:
+            lo = mid
+        else:
+            hi = mid
+    return lo
 
 
 def fit_exit_thresholds(
@@ -277,8 +334,13 @@ def fit_exit_thresholds(
     if budget >= cost[-1]:
         return solution(np.full(num_exits, never_stops(criterion)), None)  # enough for every step: no early exit
     best = solution(np.full(num_exits, always_stops(criterion)), None)  # glance only: always feasible
-    for p, q in candidate_fractions(num_exits, qs):
-        s = solution(fit_thresholds(v, p, criterion), q)
+    candidates = official_candidates(num_exits, qs) if qs is not None else budget_candidates(num_exits)
+    for last in sorted({c.last for c in candidates if c.q is not None}):
+        q_edge = refine_to_budget(lambda q: solution(geometric(q, num_exits, last).fit(v, criterion), q).expected_gflops, budget, [c.q for c in candidates if c.q is not None and c.last == last])
+        if q_edge is not None:
+            candidates.append(geometric(q_edge, num_exits, last))
+    for c in candidates:
+        s = solution(c.fit(v, criterion), c.q)
         if s.expected_gflops <= budget + 1e-12 and s.expected_gflops > best.expected_gflops:
             best = s
     return best
