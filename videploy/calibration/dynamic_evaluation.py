@@ -21,6 +21,7 @@ import numpy as np
 
 from videploy.calibration.exit_thresholds import (
     ExitDistribution,
+    ThresholdFitter,
     budget_candidates,
     geometric,
     official_candidates,
@@ -101,35 +102,48 @@ def evaluate_candidates(
     candidates: Sequence[ExitDistribution],
 ) -> list[DynamicPoint]:
     """Fit each candidate exit distribution on the train values, measure it on the held-out videos."""
-    n_val, num_exits, num_classes = val_logits.shape
-    labels = np.asarray(val_labels)
-    if labels.shape != (n_val,) or not np.issubdtype(labels.dtype, np.integer):
-        raise VideployError(f"val_labels must be {n_val} class indices (one per held-out video), got shape {labels.shape} of {labels.dtype}")
-    if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
-        raise VideployError(f"val_labels must be class indices in [0, {num_classes}), got {labels.min()}..{labels.max()}")
-    cost = np.asarray(exit_gflops, dtype=np.float64)
-    if cost.shape != (num_exits,) or not np.isfinite(cost).all():
-        raise VideployError(f"exit_gflops must list one cumulative cost per exit ({num_exits}), got {cost.tolist()}")
-    correct = np.asarray(val_logits).argmax(axis=2) == labels[:, None]  # (videos, exits)
-    exit_accuracy = correct.mean(axis=0)
-    rows = np.arange(n_val)
-    points = []
-    for c in candidates:
-        eta = c.fit(train_values, criterion)
-        exits = simulate_exits(val_values, eta, criterion)
-        counts = np.bincount(exits, minlength=num_exits)
-        points.append(
-            DynamicPoint(
-                q=c.q,
-                last_exit=c.last,
-                thresholds=tuple(float(x) for x in eta),
-                exit_counts=tuple(int(c) for c in counts),
-                accuracy=float(correct[rows, exits].mean()),
-                gflops=float(cost[exits].mean()),
-                random_accuracy=float(counts @ exit_accuracy / n_val),
+    return HeldOut(train_values, val_values, val_logits, val_labels, exit_gflops, criterion).points(candidates)
+
+
+class HeldOut:
+    """Fits candidates on the train values and measures them on the held-out videos (checks done once)."""
+
+    def __init__(self, train_values: np.ndarray, val_values: np.ndarray, val_logits: np.ndarray, val_labels: Sequence[int] | np.ndarray, exit_gflops: Sequence[float], criterion: str):
+        n_val, num_exits, num_classes = val_logits.shape
+        labels = np.asarray(val_labels)
+        if labels.shape != (n_val,) or not np.issubdtype(labels.dtype, np.integer):
+            raise VideployError(f"val_labels must be {n_val} class indices (one per held-out video), got shape {labels.shape} of {labels.dtype}")
+        if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
+            raise VideployError(f"val_labels must be class indices in [0, {num_classes}), got {labels.min()}..{labels.max()}")
+        self.cost = np.asarray(exit_gflops, dtype=np.float64)
+        if self.cost.shape != (num_exits,) or not np.isfinite(self.cost).all():
+            raise VideployError(f"exit_gflops must list one cumulative cost per exit ({num_exits}), got {self.cost.tolist()}")
+        self.criterion = criterion
+        self.val_values = val_values
+        self.correct = np.asarray(val_logits).argmax(axis=2) == labels[:, None]  # (videos, exits)
+        self.exit_accuracy = self.correct.mean(axis=0)
+        self.fitter = ThresholdFitter(train_values, criterion)
+
+    def points(self, candidates: Sequence[ExitDistribution]) -> list[DynamicPoint]:
+        n_val, num_exits = self.correct.shape
+        rows = np.arange(n_val)
+        out = []
+        for c in candidates:
+            eta = c.fit(self.fitter)
+            exits = simulate_exits(self.val_values, eta, self.criterion)
+            counts = np.bincount(exits, minlength=num_exits)
+            out.append(
+                DynamicPoint(
+                    q=c.q,
+                    last_exit=c.last,
+                    thresholds=tuple(float(x) for x in eta),
+                    exit_counts=tuple(int(k) for k in counts),
+                    accuracy=float(self.correct[rows, exits].mean()),
+                    gflops=float(self.cost[exits].mean()),
+                    random_accuracy=float(counts @ self.exit_accuracy / n_val),
+                )
             )
-        )
-    return points
+        return out
 
 
 def fixed_exit_points(val_logits: np.ndarray, val_labels: Sequence[int] | np.ndarray, exit_gflops: Sequence[float]) -> list[tuple[float, float]]:
@@ -173,13 +187,11 @@ def budget_search(
     num_exits = tr.shape[1]
     train_values, val_values = criterion_values(tr, criterion), criterion_values(va, criterion)
 
-    def evaluate(candidates: Sequence[ExitDistribution]) -> list[DynamicPoint]:
-        return evaluate_candidates(train_values, val_values, va, val_labels, exit_gflops, criterion, candidates)
-
+    evaluate = HeldOut(train_values, val_values, va, val_labels, exit_gflops, criterion).points
     points = evaluate(budget_candidates(num_exits))
     # the q grid is coarse at the scale of one video: per family, also the q where the held-out cost meets the budget
     for last in range(1, num_exits):
-        family = [p.q for p in points if p.q is not None and p.last_exit == last]
+        family = [(p.q, p.gflops) for p in points if p.q is not None and p.last_exit == last]
         q_edge = refine_to_budget(lambda q: evaluate([geometric(q, num_exits, last)])[0].gflops, budget, family)
         if q_edge is not None:
             points += evaluate([geometric(q_edge, num_exits, last)])

@@ -184,35 +184,50 @@ def fit_thresholds(values: np.ndarray, exit_fractions: Sequence[float] | np.ndar
     ``last`` (default: the last exit) makes an earlier exit take everyone left, the exits after it
     unused (a budget search's truncated distributions); fractions after it are ignored.
     """
-    criterion = check_criterion(criterion)
-    v = _check_values(values, criterion)
-    n, num_exits = v.shape
-    last = num_exits - 1 if last is None else int(last)
-    if not 0 <= last < num_exits:
-        raise VideployError(f"last exit must be in [0, {num_exits}), got {last}")
-    p = np.asarray(exit_fractions)
-    p = p.astype(np.float32 if p.dtype == np.float32 else np.float64)
-    if p.shape != (num_exits,) or not np.isfinite(p).all() or (p < 0).any() or p.sum() <= 0:
-        raise VideployError(f"exit fractions must be {num_exits} non-negative numbers, not all 0, got {p.tolist()}")
-    if last < num_exits - 1:
-        p = p.copy()
-        p[last + 1 :] = 0
-    p = _normalised(p)
-    counts = exit_counts(n, p)
-    eta = np.full(num_exits, never_stops(criterion))
-    taken = np.zeros(n, dtype=bool)
-    for t in range(last):
-        if counts[t] <= 0:
-            continue
-        order = most_confident_first(v[:, t], criterion)
-        remaining = order[~taken[order]]
-        if remaining.size == 0:
-            break
-        chosen = remaining[: min(int(counts[t]), remaining.size)]
-        eta[t] = v[chosen[-1], t]
-        taken[chosen] = True
-    eta[last:] = always_stops(criterion)
-    return eta
+    return ThresholdFitter(values, criterion).fit(exit_fractions, last)
+
+
+class ThresholdFitter:
+    """:func:`fit_thresholds` for many exit distributions on the same videos (the ranking per exit is kept)."""
+
+    def __init__(self, values: np.ndarray, criterion: str = "entropy"):
+        self.criterion = check_criterion(criterion)
+        self.values = _check_values(values, criterion)
+        self._orders: dict[int, np.ndarray] = {}
+
+    def _order(self, t: int) -> np.ndarray:
+        if t not in self._orders:
+            self._orders[t] = most_confident_first(self.values[:, t], self.criterion)
+        return self._orders[t]
+
+    def fit(self, exit_fractions: Sequence[float] | np.ndarray, last: int | None = None) -> np.ndarray:
+        v, criterion = self.values, self.criterion
+        n, num_exits = v.shape
+        last = num_exits - 1 if last is None else int(last)
+        if not 0 <= last < num_exits:
+            raise VideployError(f"last exit must be in [0, {num_exits}), got {last}")
+        p = np.asarray(exit_fractions)
+        p = p.astype(np.float32 if p.dtype == np.float32 else np.float64)
+        if p.shape != (num_exits,) or not np.isfinite(p).all() or (p < 0).any() or p[: last + 1].sum() <= 0:
+            raise VideployError(f"exit fractions must be {num_exits} non-negative numbers, not all 0, got {p.tolist()}")
+        if last < num_exits - 1:
+            p = p.copy()
+            p[last + 1 :] = 0
+        counts = exit_counts(n, _normalised(p))
+        eta = np.full(num_exits, never_stops(criterion))
+        taken = np.zeros(n, dtype=bool)
+        for t in range(last):
+            if counts[t] <= 0:
+                continue
+            order = self._order(t)
+            remaining = order[~taken[order]]
+            if remaining.size == 0:
+                break
+            chosen = remaining[: min(int(counts[t]), remaining.size)]
+            eta[t] = v[chosen[-1], t]
+            taken[chosen] = True
+        eta[last:] = always_stops(criterion)
+        return eta
 
 
 def simulate_exits(values: np.ndarray, thresholds: Sequence[float], criterion: str = "entropy") -> np.ndarray:
@@ -249,8 +264,8 @@ class ExitDistribution:
     q: float | None  # None: a one-hot distribution
     last: int
 
-    def fit(self, values: np.ndarray, criterion: str) -> np.ndarray:
-        return fit_thresholds(values, self.fractions, criterion, last=self.last)
+    def fit(self, fitter: "ThresholdFitter") -> np.ndarray:
+        return fitter.fit(self.fractions, last=self.last)
 
 
 def geometric(q: float, num_exits: int, last: int | None = None) -> ExitDistribution:
@@ -281,17 +296,16 @@ def budget_candidates(num_exits: int) -> list[ExitDistribution]:
     return out
 
 
-def refine_to_budget(cost_of: Callable[[float], float], budget: float, qs: Sequence[float], steps: int = 30) -> float | None:
+def refine_to_budget(cost_of: Callable[[float], float], budget: float, scanned: Sequence[tuple[float, float]], steps: int = 30) -> float | None:
     """A q just inside the budget: bisection (in log q) between the scanned q's that straddle it.
 
-    ``cost_of(q)`` is the average GFLOPs of the thresholds fitted with ``p_t ∝ q^t`` (more q, more
-    late exits, more compute). The scan's grid is coarse at the scale of single videos; this finds
-    the largest q whose cost stays within ``budget``, so the solution spends (almost) all of it.
-    Returns None when no scanned pair straddles the budget.
+    ``scanned``: (q, average GFLOPs) pairs already evaluated; ``cost_of(q)`` evaluates another q
+    (more q, more late exits, more compute). The scanned grid is coarse at the scale of single
+    videos; this finds a q whose cost stays within ``budget`` as close to it as bisection gets, so
+    the solution spends (almost) all of it. None when no scanned pair straddles the budget.
     """
-    grid = sorted(set(float(q) for q in qs if q > 0))
-    costs = [cost_of(q) for q in grid]
-    pairs = [(lo, hi) for (lo, c_lo), (hi, c_hi) in zip(zip(grid, costs), zip(grid[1:], costs[1:])) if c_lo <= budget < c_hi]
+    grid = sorted((float(q), float(c)) for q, c in scanned if q is not None and q > 0)
+    pairs = [(lo, hi) for (lo, c_lo), (hi, c_hi) in zip(grid, grid[1:]) if c_lo <= budget < c_hi]
     if not pairs:
         return None
     lo, hi = pairs[-1]
@@ -335,12 +349,14 @@ def fit_exit_thresholds(
         return solution(np.full(num_exits, never_stops(criterion)), None)  # enough for every step: no early exit
     best = solution(np.full(num_exits, always_stops(criterion)), None)  # glance only: always feasible
     candidates = official_candidates(num_exits, qs) if qs is not None else budget_candidates(num_exits)
+    fitter = ThresholdFitter(v, criterion)
+    solutions = [(c, solution(c.fit(fitter), c.q)) for c in candidates]
     for last in sorted({c.last for c in candidates if c.q is not None}):
-        q_edge = refine_to_budget(lambda q: solution(geometric(q, num_exits, last).fit(v, criterion), q).expected_gflops, budget, [c.q for c in candidates if c.q is not None and c.last == last])
+        scanned = [(c.q, s.expected_gflops) for c, s in solutions if c.q is not None and c.last == last]
+        q_edge = refine_to_budget(lambda q: solution(geometric(q, num_exits, last).fit(fitter), q).expected_gflops, budget, scanned)
         if q_edge is not None:
-            candidates.append(geometric(q_edge, num_exits, last))
-    for c in candidates:
-        s = solution(c.fit(v, criterion), c.q)
+            solutions.append((geometric(q_edge, num_exits, last), solution(geometric(q_edge, num_exits, last).fit(fitter), q_edge)))
+    for _, s in solutions:
         if s.expected_gflops <= budget + 1e-12 and s.expected_gflops > best.expected_gflops:
             best = s
     return best
