@@ -192,7 +192,7 @@ def budget_search(
     # the q grid is coarse at the scale of one video: per family, also the q where the held-out cost meets the budget
     for last in range(1, num_exits):
         family = [(p.q, p.gflops) for p in points if p.q is not None and p.last_exit == last]
-        q_edge = refine_to_budget(lambda q: evaluate([geometric(q, num_exits, last)])[0].gflops, budget, family)
+        q_edge = refine_to_budget(lambda q, last=last: evaluate([geometric(q, num_exits, last)])[0].gflops, budget, family)
         if q_edge is not None:
             points += evaluate([geometric(q_edge, num_exits, last)])
     return choose_for_budget(points, budget), points

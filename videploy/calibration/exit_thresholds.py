@@ -3,32 +3,41 @@
 The rule, as the official dynamic evaluation applies it (Uni-AdaFocus
 ``ops/early_exit_uni_adafocus.py``, after MSDNet), restated:
 
-* Exit fractions: for a ratio ``q`` the share of videos meant to leave at exit t (t = 0 the glance,
-  ..., E-1 the last) is ``p_t = q^t / sum_s q^s``. The official code evaluates this in float32
-  (``exp(t * log q)``, then divides by the sum, and divides by the sum once more inside the fitter)
-  and the count ``floor(N * p_t)`` in float32 too; because ``N * p_t`` is often within a rounding
-  error of an integer (``q = k/20`` with N a multiple of 20), :func:`official_exit_fractions`
-  repeats that float32 evaluation so the counts come out the same.
-* Fitting, exit by exit for t = 0 .. E-2, over the N fitting videos: rank the videos not yet
-  assigned to an earlier exit from most to least confident at exit t (ties keep input order); if
+* Criterion, per exit, from that exit's raw logits: the entropy of the softmax (the official code
+  uses its negation ``sum(p log p)``, higher = more confident) or the largest logit.
+* Exit fractions: for a ratio ``q`` (1/20 .. 19/20) the share of videos meant to leave at exit t
+  (t = 0 the glance, ..., E-1 the last) is ``p_t = q^t / sum_s q^s``. The official code evaluates
+  this in float32 (``exp(t * log q)``, divided by its sum, and divided by the sum once more inside
+  the fitter) and the count ``floor(N * p_t)`` in float32 too. Because ``N * p_t`` is often within
+  a rounding error of an integer (``q = k/20`` with N a multiple of 20), this matters: a correctly
+  rounded float32 evaluation gives a different count for 1 in 200 to 1 in 1000 (q, N) pairs, so
+  :func:`official_exit_fractions` repeats PyTorch's own float32 values.
+* Fitting, exit by exit for t = 0 .. E-2, over the N fitting videos (N = all of them, not those
+  left): rank the videos not yet assigned to an earlier exit from most to least confident at exit
+  t (a descending sort; ties keep input order); if
   ``n_t = floor(N * p_t)`` is positive, eta_t is the criterion value of the n_t-th of them (1-based:
   exactly at that video's value, no margin) and those n_t videos are assigned to exit t; if n_t is
   0, no video may stop at exit t (eta_t = "never"). The last exit takes everyone left ("always").
   Videos assigned to earlier exits are removed before ranking the next exit; nothing else is.
 * Evaluation on other videos: each video leaves at the first exit t whose criterion passes its
   threshold (ties pass: entropy <= eta, max logit >= eta); its prediction is that exit's logits and
-  its cost that exit's cumulative GFLOPs. Accuracy is top-1 over the videos; GFLOPs the mean.
+  its cost that exit's cumulative GFLOPs. Accuracy is top-1 over the videos; GFLOPs the mean of
+  those costs. The official random-exit baseline sends the same number of videos to each exit,
+  picking them at random.
 
 The criterion values come from :func:`videploy.runtime.exit_criteria.criterion_values` (float64 from
 the logits), the very function the runtime uses to stop a video, so a fitted eta_t stops the same
 videos at run time. Official thresholds are float32 values of a float32 criterion; here they are the
-float64 values of the same formula, which can differ from the official ones only in a video whose
-float32 criterion ties another one's within float32 rounding.
+float64 values of the same formula, so the exits can differ from the official ones only for a video
+whose float32 criterion ties another one's within float32 rounding (none in the tests), and where
+the official float32 entropy is NaN (a probability underflows to 0 once logits differ by ~100; the
+official code cannot evaluate such videos), which float64 keeps finite.
 
 Without labels (``videploy predict --budget``, the benchmark), :func:`fit_exit_thresholds` scans
-``q`` (including ``q > 1``, which puts the mass on late exits, so every budget up to the full model is
-reachable) and keeps the feasible solution that spends the most of the budget: without labels more
-compute is the best available proxy for accuracy. With labels, :mod:`videploy.calibration.dynamic_evaluation`
+:func:`budget_candidates` (``q`` also > 1, which puts the mass on late exits, distributions cut off
+at each exit, one-hot ones: every budget up to the full model is reachable), refines ``q`` where the
+cost crosses the budget, and keeps the feasible solution that spends the most of the budget: without
+labels more compute is the best available proxy for accuracy. With labels, :mod:`videploy.calibration.dynamic_evaluation`
 picks by held-out accuracy. Thresholds fitted on the very videos being predicted only demonstrate the
 mechanism; fit them on a calibration set like the deployment videos and store them in the bundle.
 """
@@ -353,7 +362,7 @@ def fit_exit_thresholds(
     solutions = [(c, solution(c.fit(fitter), c.q)) for c in candidates]
     for last in sorted({c.last for c in candidates if c.q is not None}):
         scanned = [(c.q, s.expected_gflops) for c, s in solutions if c.q is not None and c.last == last]
-        q_edge = refine_to_budget(lambda q: solution(geometric(q, num_exits, last).fit(fitter), q).expected_gflops, budget, scanned)
+        q_edge = refine_to_budget(lambda q, last=last: solution(geometric(q, num_exits, last).fit(fitter), q).expected_gflops, budget, scanned)
         if q_edge is not None:
             solutions.append((geometric(q_edge, num_exits, last), solution(geometric(q_edge, num_exits, last).fit(fitter), q_edge)))
     for _, s in solutions:

@@ -85,6 +85,6 @@ def split_indices(count: int, fit_fraction: float, seed: int) -> tuple[np.ndarra
         raise VideployError(f"--fit-fraction must be between 0 and 1 (exclusive), got {fit_fraction}")
     if count < 2:
         raise VideployError(f"fitting and measuring thresholds needs at least 2 videos that decode, got {count}")
-    n_fit = min(max(int(round(count * fit_fraction)), 1), count - 1)
+    n_fit = min(max(round(count * fit_fraction), 1), count - 1)
     order = np.random.default_rng(seed).permutation(count)
     return np.sort(order[:n_fit]), np.sort(order[n_fit:])

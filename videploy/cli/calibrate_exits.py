@@ -42,7 +42,8 @@ examples:
   videploy calibrate-exits ada/ --videos clips_by_class/ --curve out/exits
   videploy calibrate-exits ada/ --videos val.csv --criterion confidence --fit-fraction 0.5 --seed 1
 
-exit status: 0 done; 2 an error (bad bundle, videos or arguments).
+exit status: 0 done; 2 an error (bad bundle, videos or arguments), or some videos could not be
+decoded (they are listed; the rest were used and the results written).
 """
 
 
