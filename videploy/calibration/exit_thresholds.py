@@ -31,7 +31,10 @@ videos at run time. Official thresholds are float32 values of a float32 criterio
 float64 values of the same formula, so the exits can differ from the official ones only for a video
 whose float32 criterion ties another one's within float32 rounding (none in the tests), and where
 the official float32 entropy is NaN (a probability underflows to 0 once logits differ by ~100; the
-official code cannot evaluate such videos), which float64 keeps finite.
+official code cannot evaluate such videos), which float64 keeps finite. Exactly tied values at a
+cut (duplicated videos, quantized logits) are taken in input order here; PyTorch's default sort
+orders ties in no specified way, so which of them the official code takes, and with it the later
+exits' counts, can differ there.
 
 Without labels (``videploy predict --budget``, the benchmark), :func:`fit_exit_thresholds` scans
 :func:`budget_candidates` (``q`` also > 1, which puts the mass on late exits, distributions cut off
