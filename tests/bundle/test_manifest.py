@@ -343,3 +343,21 @@ def test_updating_bundle_is_atomic(tmp_path):
         write_manifest(stage, m.with_updates(graphs=(GraphSpec(**{**g.__dict__, "engines": {"fp16": "main.fp16.engine"}}),)))
     assert read_manifest(bundle).graphs[0].engines == {"fp16": "main.fp16.engine"}
     assert [p.name for p in tmp_path.iterdir()] == ["b"]
+
+
+@pytest.mark.parametrize("criterion", ["entropy", "confidence"])
+def test_exit_criterion_round_trips(criterion):
+    d = _ada_manifest().to_dict()
+    d["early_exit"]["criterion"] = criterion
+    m = Manifest.from_dict(d)
+    assert m.early_exit.criterion == criterion
+    assert Manifest.from_dict(m.to_dict()).early_exit.criterion == criterion
+
+
+def test_exit_criterion_defaults_to_entropy_for_older_manifests():
+    d = _ada_manifest().to_dict()
+    del d["early_exit"]["criterion"]
+    assert Manifest.from_dict(d).early_exit.criterion == "entropy"
+    d["early_exit"]["criterion"] = "Entropy"
+    with pytest.raises(VideployError, match="'entropy', 'confidence'"):
+        Manifest.from_dict(d)

@@ -9,6 +9,7 @@ import pytest
 
 from videploy.calibration.exit_thresholds import (
     expected_gflops,
+    fit_exit_thresholds,
     fit_thresholds,
     geometric_exit_distribution,
     simulate_exits,
@@ -94,11 +95,23 @@ def test_tiny_sets_reach_every_exit():
     assert sol.expected_gflops == 2.5 and simulate_exits(e, sol.thresholds).tolist() == [1, 1]
 
 
-def test_thresholds_have_a_margin():
+def test_thresholds_sit_exactly_at_the_last_stopping_video():
     e = np.array([[0.1], [0.2], [0.3]]) @ np.ones((1, 3))
     eta = fit_thresholds(e, [1 / 3, 1 / 3, 1 / 3])
-    assert eta[0] == pytest.approx(0.15) and eta[1] == pytest.approx(0.25)  # halfway to the next video
+    assert eta[0] == 0.1 and eta[1] == 0.2 and eta[2] == math.inf  # as the official search: no margin
     assert simulate_exits(e, eta).tolist() == [0, 1, 2]
+    # an exit given no video never stops one (the official 1e8 / -1e8 sentinels, as infinities)
+    eta = fit_thresholds(e, [0.0, 0.5, 0.5])
+    assert eta[0] == -math.inf and eta[1] == 0.1
+
+
+def test_confidence_thresholds_rank_the_largest_logit_first():
+    conf = np.array([[5.0, 1.0], [7.0, 2.0], [6.0, 9.0], [1.0, 3.0]])
+    eta = fit_thresholds(conf, np.array([0.5, 0.5]), criterion="confidence")
+    assert eta.tolist() == [6.0, -math.inf]  # the 2 most confident at exit 0: 7 and 6
+    assert simulate_exits(conf, eta, criterion="confidence").tolist() == [1, 0, 0, 1]
+    sol = fit_exit_thresholds(conf, [1.0, 2.0], 1.5, criterion="confidence")
+    assert sol.expected_gflops == 1.5 and sol.criterion == "confidence"
 
 
 def test_input_errors():

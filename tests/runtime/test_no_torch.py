@@ -20,6 +20,7 @@ SCRIPT = textwrap.dedent(
     for m in pkgutil.walk_packages(rt.__path__, "videploy.runtime."):
         importlib.import_module(m.name)  # every runtime module imports without torch (TensorRT lazily)
     import videploy.calibration.exit_thresholds  # the --budget solver is numpy-only too
+    import videploy.calibration.dynamic_evaluation, videploy.calibration.exit_logits, videploy.calibration.exit_curve, videploy.cli.calibrate_exits  # so is calibrate-exits
     from videploy.runtime.samples import sample_video_path
     static = rt.load(sys.argv[1], threads=1).predict(sample_video_path(), views="1x3")
     adaptive = rt.load(sys.argv[2], threads=1).predict_batch([sample_video_path()] * 2, continuous=True)

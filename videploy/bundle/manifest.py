@@ -222,13 +222,19 @@ class BatchRange:
         return cls(**vals)
 
 
+# exit criteria a manifest may name (videploy.runtime.exit_criteria computes them)
+EXIT_CRITERIA: tuple[str, ...] = ("entropy", "confidence")
+
+
 @dataclass(frozen=True)
 class EarlyExit:
     """AdaFocusV3's exits: exit 0 is the glance, exit t (1..num_steps) follows local step t.
 
     ``exit_gflops[t]`` is the cumulative cost per video when it stops at exit t.
-    ``thresholds[t]`` is eta_t: a video stops at exit t as soon as entropy(softmax(logits_t)) <= eta_t
-    (entropy in nats). ``None`` values in JSON stand for +inf / -inf as written by ``_enc_float``.
+    ``thresholds[t]`` is eta_t, for the ``criterion`` they were fitted with
+    (:mod:`videploy.runtime.exit_criteria` computes it from exit t's logits): ``"entropy"`` (default)
+    stops a video at exit t as soon as entropy(softmax(logits_t)) <= eta_t (nats); ``"confidence"``
+    as soon as max(logits_t) >= eta_t. Infinities are written as "inf" / "-inf" by ``_enc_float``.
     """
 
     num_segments: int
@@ -258,8 +264,9 @@ class EarlyExit:
             if not (isinstance(th, list) and len(th) == d["num_steps"] + 1):
                 raise _fail(f"{path}.thresholds", f"must list num_steps + 1 = {d['num_steps'] + 1} values, got {th!r}")
             th = tuple(_dec_float(f"{path}.thresholds[{i}]", v) for i, v in enumerate(th))
-        if d.get("criterion", "entropy") != "entropy":
-            raise _fail(f"{path}.criterion", f"must be 'entropy', got {d.get('criterion')!r}")
+        criterion = d.get("criterion", "entropy")
+        if criterion not in EXIT_CRITERIA:
+            raise _fail(f"{path}.criterion", f"must be one of {', '.join(map(repr, EXIT_CRITERIA))}, got {criterion!r}")
         return cls(
             num_segments=d["num_segments"],
             glance_indices=tuple(gi),
@@ -268,7 +275,7 @@ class EarlyExit:
             patch_size=d["patch_size"],
             exit_gflops=tuple(float(x) for x in eg),
             thresholds=th,
-            criterion="entropy",
+            criterion=criterion,
             state_size=int(d.get("state_size", 4096)),
         )
 

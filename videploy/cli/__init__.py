@@ -15,8 +15,8 @@ import sys
 from videploy import __version__
 from videploy.errors import VideployError
 
-# Listing order in --help; each name is a module videploy/cli/<name>.py.
-COMMANDS = ("demo", "models", "export", "inspect", "build", "predict", "bench")
+# Listing order in --help; each name is a module videploy/cli/<name>.py ('-' written '_').
+COMMANDS = ("demo", "models", "export", "inspect", "build", "predict", "calibrate-exits", "bench")
 
 EPILOG = """\
 typical flow:
@@ -25,6 +25,8 @@ typical flow:
                                                     PyTorch -> ONNX bundle, verified with onnxruntime
   videploy inspect vfn/                             what a bundle holds
   videploy predict vfn/ video.mp4 --labels k400.txt run it on real videos (no torch needed)
+  videploy calibrate-exits ada/ --videos val.csv --budget 8.5
+                                                    AdaFocusV3 exit thresholds from labelled videos
   videploy build vfn/ --precision fp16              TensorRT engines (needs TensorRT + GPU)
   videploy bench vfn/ --backend onnxruntime,torch   latency / throughput, measured side by side
   videploy demo                                     all of it on a small model and a generated video
@@ -42,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details and show tracebacks")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
-        importlib.import_module(f"videploy.cli.{name}").add_parser(sub)
+        importlib.import_module(f"videploy.cli.{name.replace('-', '_')}").add_parser(sub)
     return parser
 
 

@@ -102,7 +102,8 @@ def run(args: argparse.Namespace) -> int:
 
     if m.early_exit is not None:
         e = m.early_exit
-        ex = Table(title=f"exits ({e.criterion} in nats; glance frames {list(e.glance_indices)} of {e.num_segments}, {e.num_steps} steps, patch {e.patch_size})")
+        rule = "stop when entropy <= threshold, nats" if e.criterion == "entropy" else "stop when max logit >= threshold"
+        ex = Table(title=f"exits ({rule}; glance frames {list(e.glance_indices)} of {e.num_segments}, {e.num_steps} steps, patch {e.patch_size})")
         for col in ("exit", "after", "cumulative GFLOPs", "threshold"):
             ex.add_column(col)
         for t, gf in enumerate(e.exit_gflops):
