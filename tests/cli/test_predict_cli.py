@@ -137,8 +137,15 @@ def test_budget_fits_thresholds_and_says_so(capsys, bundles, tmp_path):
         assert np.mean(spent) <= budget + 1e-9 and np.mean(spent) == pytest.approx(b["expected_gflops"])
         assert "calibration set" in b["note"] and b["fitted_on"] == len(videos)
         exits = [r["adaptive"]["exit_step"] for r in doc["results"]]
-        assert doc["work"]["rows"]["local"] == sum(exits)  # counters cover the early-exit run only
+        steps = len(EXIT_GFLOPS) - 1
+        # one pass: every video decoded once and run through every step, to fit on its own entropies
+        assert doc["work"]["rows"]["local"] == steps * len(videos) and "ran all focus steps once" in " ".join(doc["notes"])
         assert all(r["gflops"] == EXIT_GFLOPS[e] for r, e in zip(doc["results"], exits))
+        # the exits it reports are the ones a live early-exit run with those thresholds takes
+        eta = ",".join(str(t) for t in b["values"])
+        code, live = run_json(capsys, ada, *videos, "--thresholds", eta, "--batch-size", 3, *continuous)
+        assert code == 0 and [r["adaptive"]["exit_step"] for r in live["results"]] == exits
+        assert live["work"]["rows"]["local"] == sum(exits)  # the live run really skips the steps
     main(["predict", str(ada), VIDEO, "--budget", str(budget)])
     assert "demonstration of Eq. 7" in capsys.readouterr().out.replace("\n", " ")
     assert main(["predict", str(ada), VIDEO, "--budget", "0.1"]) == 2

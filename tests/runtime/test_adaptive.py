@@ -163,8 +163,10 @@ def test_threshold_sources_and_errors(tmp_path, toy_adafocus, videos, reference)
         r.run(list(videos[:1]), thresholds=[1.0, 2.0])
     with pytest.raises(VideployError, match="must be numbers"):
         r.run(list(videos[:1]), thresholds=[float("nan")] * 4)
-    with pytest.raises(VideployError, match="between 1 and the bundle's maximum 8"):
-        r.run(list(videos[:1]), batch_size=9)
+    # onnxruntime runs the batch-dynamic graphs: the bundle's (TensorRT profile) maximum is no limit
+    assert [oc.exit for oc in r.run(list(videos[:10]), thresholds=[-math.inf] * 4, batch_size=10)] == [TF] * 10
+    with pytest.raises(VideployError, match="between 1 and the bundle's maximum 1024"):
+        r.run(list(videos[:1]), batch_size=0)
     with pytest.raises(VideployError, match="must be \\(6, 3, H, W\\)"):
         r.run([videos[0][:3]])
 
@@ -183,3 +185,21 @@ def test_not_adaptive_bundle(static_dir):
     read_manifest(static_dir)
     with pytest.raises(VideployError, match="not an adaptive"):
         AdaptiveRunner(OnnxRuntimeBackend(static_dir))
+
+
+def test_exit_is_the_same_in_every_batch_for_a_threshold_exactly_at_a_videos_value(adaptive_dir, videos):
+    """Knife edge: eta_t set exactly at one video's criterion (as calibration places thresholds); that
+    video stops at exit t whatever batch it runs in, alone or with others, static or continuous."""
+    r = runner_for(adaptive_dir)
+    never = [-math.inf] * (TF + 1)
+    alone = r.run([videos[4]], thresholds=never)[0]
+    for t in range(TF):
+        eta = [-math.inf] * (TF + 1)
+        eta[t] = alone.entropies[t]  # exactly at the value, as the runtime computed it at batch 1
+        seen = set()
+        for bs, continuous in ((1, False), (2, False), (5, False), (8, False), (3, True)):
+            batch = [videos[(4 + j) % N] for j in range(bs)][::-1]  # video 4 last: other rows first
+            outcome = r.run(batch, thresholds=eta, batch_size=bs, continuous=continuous)[-1]
+            seen.add(outcome.exit)
+            assert outcome.entropies[: t + 1] == alone.entropies[: t + 1]  # bit-identical criterion values
+        assert seen == {t}

@@ -40,6 +40,17 @@ def test_static_graph_matches_pytorch(backend_name, make_backend, static_dir, to
     assert b.counters.calls == {"main": 3} and b.counters.rows == {"main": 12}
 
 
+def test_batch_range_is_a_limit_only_for_engines(backend_name, make_backend, static_dir, toy_static):
+    """The bundle's batch range is the TensorRT profile: engines stop there; batch-dynamic graphs do not."""
+    b = make_backend(backend_name, static_dir, toy_static)
+    x = _video(9)
+    if b.dynamic_batch:
+        assert b.run("main", {"video": x})["logits"].shape == (9, 7)
+    else:
+        with pytest.raises(VideployError, match="batch of 9, but the bundle accepts batches of 1 to 8"):
+            b.run("main", {"video": x})
+
+
 @pytest.mark.parametrize(
     "inputs, message",
     [
@@ -49,7 +60,7 @@ def test_static_graph_matches_pytorch(backend_name, make_backend, static_dir, to
         ({"video": _video(1).astype(np.float64)}, "input 'video' of graph 'main' must be float32, got float64"),
         ({"video": _video(1)[0]}, "input 'video' .* must have 5 dimensions"),
         ({"video": np.zeros((1, 5, 3, SIZE, SIZE), np.float32)}, "input 'video' .*dimension 1 is 5, not 4"),
-        ({"video": np.zeros((9, 4, 3, SIZE, SIZE), np.float32)}, "batch of 9, but the bundle accepts batches of 1 to 8"),
+        ({"video": np.zeros((1025, 4, 3, SIZE, SIZE), np.float32)}, "batch of 1025, but the bundle accepts batches of 1 to (8|1024)"),
         ({"video": [[1.0]]}, "input 'video' .* must be a numpy array"),
     ],
     ids=["missing", "extra", "renamed", "dtype", "rank", "fixed-dim", "batch-too-large", "not-an-array"],

@@ -107,8 +107,9 @@ def test_top_k_and_argument_errors(static_dir):
         rec.predict(sample_video_path(), top_k=0)
     with pytest.raises(VideployError, match="apply to adaptive"):
         rec.predict(sample_video_path(), thresholds=[0.0])
-    with pytest.raises(VideployError, match="between 1 and the bundle's maximum 8"):
-        rec.predict_batch([sample_video_path()], batch_size=9)
+    assert len(rec.predict_batch([sample_video_path()] * 2, batch_size=9)) == 2  # batch-dynamic graphs: past the profile maximum
+    with pytest.raises(VideployError, match="between 1 and the bundle's maximum 1024"):
+        rec.predict_batch([sample_video_path()], batch_size=2000)
 
 
 def test_adaptive_prediction_reports_exit_cubes_and_cost(adaptive_dir, toy_adafocus):

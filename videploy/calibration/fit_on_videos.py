@@ -2,7 +2,7 @@
 behind ``videploy predict --thresholds/--budget`` and ``videploy bench``.
 
 Order: thresholds given by the caller; else a compute budget, fitted on the given videos (paper
-Eq. 7, :func:`videploy.calibration.exit_thresholds.thresholds_for_budget`) -- which only
+Eq. 7, :func:`videploy.calibration.exit_thresholds.fit_exit_thresholds`) -- which only
 demonstrates the mechanism, since the videos fitted on are the ones being measured; else the
 bundle's own (written by calibration on labelled videos); else the caller's ``default``:
 ``"none"`` (every video runs every step) or ``"equal exits"`` (fitted on the videos so that an
@@ -11,14 +11,14 @@ equal share leaves at every exit: what a benchmark of early exit and continuous 
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any, Iterable, Literal, Sequence
 
 import numpy as np
 
-from videploy.calibration.exit_thresholds import expected_gflops, fit_thresholds, thresholds_for_budget
+from videploy.calibration.exit_thresholds import expected_gflops, fit_exit_thresholds, fit_thresholds
 from videploy.errors import VideployError
+from videploy.runtime.exit_criteria import never_stops
 from videploy.runtime.recognizer import Recognizer
 from videploy.runtime.video import VideoInput
 
@@ -86,30 +86,30 @@ def resolve_exit_thresholds(
     if budget is None and ee.thresholds is not None:
         return ExitThresholds(tuple(float(x) for x in ee.thresholds), "bundle")
     if budget is None and default == "none":
-        return ExitThresholds(tuple([-math.inf] * (ee.num_steps + 1)), "none (all steps)")
-    return thresholds_from_entropies(exit_entropies(rec, videos or [], batch_size), ee.exit_gflops, budget)
+        return ExitThresholds(tuple([never_stops(ee.criterion)] * (ee.num_steps + 1)), "none (all steps)")
+    return thresholds_from_values(exit_values(rec, videos or [], batch_size), ee.exit_gflops, budget, ee.criterion)
 
 
-def thresholds_from_entropies(entropies: np.ndarray, exit_gflops: Sequence[float], budget: float | None) -> ExitThresholds:
-    """Fit on (videos, exits) entropies: for ``budget`` GFLOPs per video (Eq. 7), or, with None, so
-    that an equal share of the videos leaves at every exit."""
-    entropies = np.asarray(entropies, dtype=np.float64)
+def thresholds_from_values(values: np.ndarray, exit_gflops: Sequence[float], budget: float | None, criterion: str = "entropy") -> ExitThresholds:
+    """Fit on (videos, exits) criterion values: for ``budget`` GFLOPs per video (Eq. 7), or, with
+    None, so that an equal share of the videos leaves at every exit."""
+    values = np.asarray(values, dtype=np.float64)
     if budget is None:
-        # an exit whose entropy is the same for every clip (an untrained head: random weights give a
+        # an exit whose criterion is the same for every clip (an untrained head: random weights give a
         # uniform glance softmax) cannot separate them, so it gets no share rather than all the ties
-        spread = entropies.max(axis=0) - entropies.min(axis=0)
-        shares = (spread > 1e-6 * np.maximum(1.0, np.abs(entropies).max(axis=0))).astype(np.float64)
+        spread = values.max(axis=0) - values.min(axis=0)
+        shares = (spread > 1e-6 * np.maximum(1.0, np.abs(values).max(axis=0))).astype(np.float64)
         shares[-1] = 1.0
-        eta = fit_thresholds(entropies, shares)
-        return ExitThresholds(tuple(float(x) for x in eta), "equal exits", None, expected_gflops(entropies, eta, exit_gflops), fitted_on=len(entropies))
-    sol = thresholds_for_budget(entropies, exit_gflops, float(budget))
-    return ExitThresholds(tuple(sol.thresholds), "budget", float(budget), sol.expected_gflops, sol.q, tuple(sol.exit_fractions), len(entropies))
+        eta = fit_thresholds(values, shares / shares.sum(), criterion)
+        return ExitThresholds(tuple(float(x) for x in eta), "equal exits", None, expected_gflops(values, eta, exit_gflops, criterion), fitted_on=len(values))
+    sol = fit_exit_thresholds(values, exit_gflops, float(budget), criterion)
+    return ExitThresholds(tuple(sol.thresholds), "budget", float(budget), sol.expected_gflops, sol.q, tuple(sol.exit_fractions), len(values))
 
 
-def exit_entropies(rec: Recognizer, videos: Iterable[VideoInput], batch_size: int | None = None) -> np.ndarray:
-    """(videos, exits) entropies of every video at every exit (every step forced)."""
+def exit_values(rec: Recognizer, videos: Iterable[VideoInput], batch_size: int | None = None) -> np.ndarray:
+    """(videos, exits) criterion values of every video at every exit (every step forced)."""
     ee = rec.adaptive.ee
-    full = rec.predict_batch(videos, thresholds=[-math.inf] * (ee.num_steps + 1), batch_size=batch_size)
+    full = rec.predict_batch(videos, thresholds=[never_stops(ee.criterion)] * (ee.num_steps + 1), batch_size=batch_size)
     if not full:
         raise VideployError("fitting exit thresholds needs at least one video that decodes")
     return np.array([p.adaptive.entropies for p in full], dtype=np.float64)

@@ -12,7 +12,6 @@ before any video is decoded. Torch is imported only for ``backend="torch"``.
 from __future__ import annotations
 
 import dataclasses
-import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,9 +20,10 @@ from typing import Any, Callable, Iterator, Sequence
 import numpy as np
 
 from videploy.bundle.bundle import BundleLike
-from videploy.calibration.fit_on_videos import ExitThresholds, resolve_exit_thresholds, thresholds_from_entropies
+from videploy.calibration.fit_on_videos import ExitThresholds, resolve_exit_thresholds, thresholds_from_values
 from videploy.errors import VideployError
 from videploy.runtime.adaptive import AdaptiveOutcome, exit_step
+from videploy.runtime.exit_criteria import never_stops
 from videploy.runtime.recognizer import Prediction, Recognizer, Timing
 from videploy.runtime.video import VideoInput, check_view_counts
 
@@ -162,20 +162,20 @@ def _predict_fitted(rec: Recognizer, prepared: Iterator[VideoInput], options: Pr
             metas.append((dataclasses.replace(vi, views=np.empty((0,), dtype=np.float32)), t0, 0.0))
             yield vi.views[0]
 
-    all_steps = [-math.inf] * (ee.num_steps + 1)
+    all_steps = [never_stops(ee.criterion)] * (ee.num_steps + 1)
     for i, oc in enumerate(rec.adaptive.iter_run(frames(), thresholds=all_steps, batch_size=options.batch_size, continuous=options.continuous, keep_exit_logits=True)):
         vi, t0, _ = metas[i]
         kept.append((vi, oc, Timing(0.0, time.perf_counter() - t0)))
     if not kept:
         return
-    run.thresholds = thresholds_from_entropies(np.array([oc.entropies for _, oc, _ in kept]), ee.exit_gflops, options.budget)
+    run.thresholds = thresholds_from_values(np.array([oc.entropies for _, oc, _ in kept]), ee.exit_gflops, options.budget, ee.criterion)
     run.notes.append(
         "--budget: every video ran all focus steps once, to measure the entropies the thresholds are fitted on; each result is the "
         "exit those thresholds pick (its logits and cost), and the work counters are those of that one pass"
     )
     eta = run.thresholds.values
     for vi, oc, timing in kept:
-        t = exit_step(oc.entropies, eta)
+        t = exit_step(oc.entropies, eta, ee.criterion)
         at_exit = dataclasses.replace(
             oc, exit=t, logits=oc.exit_logits[t], entropies=oc.entropies[: t + 1], cubes=oc.cubes[:t], gflops=float(ee.exit_gflops[t]), thresholds=tuple(eta), exit_logits=None
         )

@@ -26,13 +26,14 @@ Thresholds: ``eta_t`` per exit (length ``num_steps + 1``), from the call, else t
 ``-inf`` everywhere (no early exit: the full model at its last exit). ``eta_0 = +inf`` stops every
 video at the glance and no local step runs.
 
-The exit rule. At exit t a video stops when ``entropy(softmax(logits_t)) <= eta_t``, with the
-entropy computed on the host in float64 from the graph's logits (per row, so the number does not
-depend on which other videos share the batch), and a tie band: a value within
-``EXIT_TIE_TOLERANCE`` (relative) above eta_t counts as reaching it. Backends compute the logits of
-one video with a few 1e-7 of difference depending on the batch size (kernels sum in other orders);
-without the band, a threshold placed exactly at a video's criterion value -- which is how
-calibration places them -- would make that video's exit depend on its batch-mates.
+The exit rule. At exit t a video stops when its criterion reaches eta_t
+(:mod:`videploy.runtime.exit_criteria`: the manifest's ``criterion``, by default
+``entropy(softmax(logits_t)) <= eta_t``, ties stop), computed on the host in float64 from the
+graph's logits, row by row -- not taken from the graph's float32 ``entropy`` output, whose
+reduction differed by ~1e-7 between batch sizes. A video's criterion is then a function of its own
+logits, which onnxruntime computes bit-identically at every batch size (measured on the exported
+graphs: a row's logits are equal bit for bit at batches 1 to 8), so a threshold placed exactly at
+a video's value -- as calibration places them -- stops that video whatever its batch-mates.
 
 Between steps only the logits (the exit decision) are fetched to the host; features and states
 stay backend-side (device memory on TensorRT).
@@ -40,7 +41,6 @@ stay backend-side (device memory on TensorRT).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator, Sequence
 
@@ -49,38 +49,14 @@ import numpy as np
 from videploy.bundle.manifest import EarlyExit
 from videploy.errors import VideployError
 from videploy.runtime.backends.base import Backend
+from videploy.runtime.exit_criteria import criterion_values, never_stops, stops
 
 
-# A criterion within this relative distance above a threshold counts as reaching it (module docstring).
-EXIT_TIE_TOLERANCE = 1e-6
-
-
-def entropy(logits: np.ndarray) -> np.ndarray:
-    """Entropy (nats) of softmax(logits) per row, in float64, computed row by row the same way
-    whatever the batch: the criterion the exit rule uses."""
-    z = np.asarray(logits, dtype=np.float64)
-    z = z - z.max(axis=-1, keepdims=True)
-    e = np.exp(z)
-    total = e.sum(axis=-1, keepdims=True)
-    p = e / total
-    return np.log(total[..., 0]) - (p * z).sum(axis=-1)
-
-
-def reaches(values: np.ndarray, threshold: float) -> np.ndarray:
-    """Which criterion ``values`` reach ``threshold`` (value <= threshold, ties within EXIT_TIE_TOLERANCE)."""
-    v = np.asarray(values, dtype=np.float64)
-    if math.isinf(threshold):
-        return np.full(v.shape, threshold > 0)
-    return v <= threshold + EXIT_TIE_TOLERANCE * max(1.0, abs(threshold))
-
-
-def exit_step(values: Sequence[float], thresholds: Sequence[float]) -> int:
-    """The exit a video with criterion ``values`` at exits 0..T takes under ``thresholds``: the first
-    it reaches, else the last (the rule the runner applies step by step)."""
-    for t, (v, eta) in enumerate(zip(values, thresholds)):
-        if bool(reaches(np.asarray([v]), float(eta))[0]):
-            return t
-    return len(values) - 1
+def exit_step(values: Sequence[float], thresholds: Sequence[float], criterion: str = "entropy") -> int:
+    """The exit a video whose criterion is ``values`` at exits 0..T takes under ``thresholds``: the
+    first exit whose threshold it reaches, else the last (what the runner decides step by step)."""
+    hit = np.flatnonzero(stops(np.asarray(values, dtype=np.float64), np.asarray(thresholds, dtype=np.float64)[: len(values)], criterion))
+    return int(hit[0]) if hit.size else len(values) - 1
 
 
 @dataclass(frozen=True)
@@ -100,7 +76,7 @@ class AdaptiveOutcome:
 
     exit: int  # 0 = glance; t = after local step t
     logits: np.ndarray  # (num_classes,) at that exit
-    entropies: tuple[float, ...]  # entropy (nats) at every exit evaluated: exits 0..exit
+    entropies: tuple[float, ...]  # the exit criterion (the manifest's; entropy in nats by default) at exits 0..exit
     cubes: tuple[Cube, ...]  # the cubes looked at (len == exit)
     gflops: float  # manifest exit_gflops[exit]
     thresholds: tuple[float, ...]
@@ -143,7 +119,7 @@ class AdaptiveRunner:
 
     # --- thresholds -------------------------------------------------------------------------------
     def thresholds(self, override: Sequence[float] | None = None) -> np.ndarray:
-        """eta_0..eta_Tf: ``override``, else the manifest's, else -inf (no early exit)."""
+        """eta_0..eta_Tf: ``override``, else the manifest's, else "never stop" (-inf for entropy): no early exit."""
         n = self.ee.num_steps + 1
         if override is not None:
             eta = np.asarray([float(x) for x in override], dtype=np.float64)
@@ -154,7 +130,7 @@ class AdaptiveRunner:
         elif self.ee.thresholds is not None:
             eta = np.asarray(self.ee.thresholds, dtype=np.float64)
         else:
-            eta = np.full(n, -math.inf)
+            eta = np.full(n, never_stops(self.ee.criterion))
         if np.isnan(eta).any():
             raise VideployError(f"exit thresholds must be numbers (inf / -inf allowed), got {eta.tolist()}")
         return eta
@@ -244,12 +220,12 @@ class AdaptiveRunner:
         frames = np.stack([v.frames[self.glance_indices] for v in group])
         out = b.run("glance", {"frames": frames}, fetch=("logits",))
         logits = np.asarray(out["logits"])
-        ent = entropy(logits)
+        ent = criterion_values(logits, self.ee.criterion)
         for i, (v, e) in enumerate(zip(group, ent)):
             v.entropies.append(float(e))
             if v.exit_logits is not None:
                 v.exit_logits.append(np.array(logits[i], dtype=np.float32))
-        stop = reaches(ent, float(eta[0])) | (self.ee.num_steps == 0)
+        stop = stops(ent, float(eta[0]), self.ee.criterion) | (self.ee.num_steps == 0)
         self._finish([v for v, s in zip(group, stop) if s], np.flatnonzero(stop), logits, eta, results)
         rest = np.flatnonzero(~stop)
         if rest.size == 0:
@@ -291,14 +267,14 @@ class AdaptiveRunner:
             fetch=("logits",),
         )
         logits = np.asarray(out["logits"])
-        ent = entropy(logits)
+        ent = criterion_values(logits, self.ee.criterion)
         stop = np.zeros(len(vids), dtype=bool)
         for i, v in enumerate(vids):
             v.step += 1
             v.entropies.append(float(ent[i]))
             if v.exit_logits is not None:
                 v.exit_logits.append(np.array(logits[i], dtype=np.float32))
-            stop[i] = bool(reaches(ent[i : i + 1], float(eta[v.step]))[0]) or v.step == self.ee.num_steps
+            stop[i] = bool(stops(ent[i], float(eta[v.step]), self.ee.criterion)) or v.step == self.ee.num_steps
         self._finish([v for v, s in zip(vids, stop) if s], np.flatnonzero(stop), logits, eta, results)
         keep = np.flatnonzero(~stop)
         pool.videos = [vids[i] for i in keep]

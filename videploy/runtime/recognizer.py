@@ -13,7 +13,6 @@ through :class:`~videploy.runtime.adaptive.AdaptiveRunner` with real early exits
 from __future__ import annotations
 
 import dataclasses
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +26,7 @@ from videploy.errors import VideployError
 from videploy.jsonsafe import encode_float
 from videploy.runtime.adaptive import AdaptiveOutcome, AdaptiveRunner, Cube
 from videploy.runtime.backends import BackendSpec, open_backend
+from videploy.runtime.exit_criteria import never_stops
 from videploy.runtime.labels import read_labels
 from videploy.runtime.video import VideoInput, VideoSource, load_video
 
@@ -341,8 +341,8 @@ class Recognizer:
         notes = list(vi.notes)
         if self.random_weights:
             notes.insert(0, "the bundle has random weights (exported without a checkpoint): these predictions mean nothing")
-        if adaptive is not None and adaptive.thresholds and all(t == -math.inf for t in adaptive.thresholds):
-            notes.append("every exit threshold is -inf (none given, none in the bundle, or -inf asked for): every video ran all focus steps")
+        if adaptive is not None and adaptive.thresholds and all(t == never_stops(self.manifest.early_exit.criterion) for t in adaptive.thresholds):
+            notes.append("no exit thresholds stop any video (none given, none in the bundle, or all set to never stop): every video ran all focus steps")
         return Prediction(
             source=vi.source,
             model_name=self.manifest.model_name,
