@@ -117,6 +117,8 @@ def command_line(args: argparse.Namespace) -> str:
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
+    from videploy.cli.options import stdout_console
+
     from videploy import jsonsafe
     from videploy.bench.backends import parse_backends
     from videploy.bench.bundle import bench_bundle
@@ -148,7 +150,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(jsonsafe.dumps(report.to_dict(), indent=2))
     else:
-        print_report(Console(highlight=False), report)
+        print_report(stdout_console(), report)
     return 0
 
 

@@ -56,12 +56,14 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
+    from videploy.cli.options import stdout_console
+
     from videploy.bundle.bundle import Bundle
     from videploy.errors import VideployError
     from videploy.export.tensorrt_build import build_engines, plan_build
     from videploy.optional import require
 
-    out = Console(soft_wrap=True)
+    out = stdout_console()
     err = Console(stderr=True)
     if args.dry_run:
         manifest = Bundle.open(args.bundle).manifest

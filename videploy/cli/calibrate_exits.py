@@ -77,6 +77,8 @@ def run(args: argparse.Namespace) -> int:
 
     from rich.console import Console
 
+    from videploy.cli.options import stdout_console
+
     from videploy.calibration.dynamic_evaluation import budget_search, dynamic_evaluation, fixed_exit_points
     from videploy.calibration.exit_curve import Curve, curve_paths, write_curve
     from videploy.calibration.exit_logits import collect_exit_logits
@@ -87,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
 
     if not getattr(args, "verbose", False):
         quiet_decoder_logs()
-    out = Console(highlight=False)
+    out = stdout_console()
     err = Console(stderr=True, highlight=False)
     if args.budget is not None and not math.isfinite(args.budget):
         raise VideployError(f"--budget must be a number of GFLOPs, got {args.budget}")

@@ -74,9 +74,10 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from rich.console import Console
 
-    out = Console(highlight=False)
+    from videploy.cli.options import stdout_console
+
+    out = stdout_console()
     if not args.verbose:
         from videploy.runtime.video import quiet_decoder_logs
 

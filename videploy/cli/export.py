@@ -73,13 +73,15 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
+
+    from videploy.cli.options import stdout_console
     from rich.panel import Panel
     from rich.table import Table
 
     from videploy.export.api import export_bundle, parse_batch, parse_overrides
 
     err = Console(stderr=True)
-    out = Console()
+    out = stdout_console()
     overrides = parse_overrides(args.overrides)
     for key, value in (("num_frames", args.frames), ("image_size", args.image_size), ("num_classes", args.num_classes)):
         if value is not None:

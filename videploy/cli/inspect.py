@@ -52,7 +52,8 @@ def _shape(shape: tuple) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from rich.console import Console
+
+    from videploy.cli.options import stdout_console
     from rich.table import Table
 
     from videploy import jsonsafe
@@ -60,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
 
     bundle = Bundle.open(args.bundle)
     root, m = bundle.root, bundle.manifest
-    out = Console(soft_wrap=True)
+    out = stdout_console()
     if args.json:
         # plain print: rich's print_json re-parses the text (recursively), which deep manifests must not need
         print(jsonsafe.dumps(m.to_dict(), indent=2))

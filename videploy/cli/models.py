@@ -221,10 +221,15 @@ def run(args: argparse.Namespace) -> int:
     import time
 
     from rich.console import Console
+
+    from videploy.cli.options import stdout_console
     from rich.table import Table
 
-    import videploy.models  # noqa: F401 - registers the families
-    from videploy.models.registry import REGISTRY, families, get
+    err = Console(stderr=True)
+    # importing torch and the model code takes seconds: say so at once, not after
+    with err.status("loading PyTorch and the model registry", spinner="dots"):
+        import videploy.models  # noqa: F401 - registers the families
+        from videploy.models.registry import REGISTRY, families, get
 
     names = args.names or zoo_names()
     for n in names:
@@ -234,7 +239,6 @@ def run(args: argparse.Namespace) -> int:
 
             raise VideployError(f"{n!r} is a family, not a zoo model; 'videploy models --families' lists families and their keywords")
 
-    err = Console(stderr=True)
     start = time.perf_counter()
     infos: list[ModelInfo] = []
     with err.status("building models on the meta device" + ("" if args.no_flops else " and counting GFLOPs"), spinner="dots") as status:
@@ -267,7 +271,7 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.write(json.dumps(doc, indent=2) + "\n")
         return 0
 
-    out = Console()
+    out = stdout_console()
     table = Table(title="videploy model zoo", title_justify="left", show_lines=True)
     table.add_column("model (family)\ndescription", ratio=1, min_width=24)
     table.add_column("params\n(M)", justify="right", no_wrap=True)

@@ -57,3 +57,16 @@ def verbose_parent() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(add_help=False)
     p.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="log progress details and show tracebacks")
     return p
+
+
+def stdout_console(**kwargs: object) -> "Console":  # noqa: F821 - rich is imported lazily
+    """The console for results. On a terminal, rich fits tables to its width; piped or redirected,
+    rich would assume 80 columns and cut numbers and names ('5.59e…'), so it gets room instead:
+    tables take the width their content needs and long lines are never wrapped or truncated."""
+    import sys
+
+    from rich.console import Console
+
+    if sys.stdout.isatty():
+        return Console(highlight=False, **kwargs)  # type: ignore[arg-type]
+    return Console(highlight=False, width=100_000, soft_wrap=True, **kwargs)  # type: ignore[arg-type]

@@ -79,6 +79,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
+    from videploy.cli.options import stdout_console
+
     from videploy import jsonsafe
     from videploy.cli.options import parse_thresholds
     from videploy.jobs.predict import PredictOptions, predict_files
@@ -86,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
 
     if not getattr(args, "verbose", False):
         quiet_decoder_logs()  # damaged files are reported below, one line each; -v shows FFmpeg's details
-    out = Console(highlight=False)
+    out = stdout_console()
     err = Console(stderr=True, highlight=False)
     options = PredictOptions(
         backend=args.backend,
