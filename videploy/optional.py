@@ -16,6 +16,8 @@ INSTALL_HINTS: dict[str, str] = {
     "tensorrt": "install TensorRT 10 or 11 for your CUDA version (pip install tensorrt, or JetPack on Jetson)",
     "cuda": "pip install cuda-python (TensorRT's Python samples use it for device buffers)",
     "yaml": "pip install pyyaml",
+    "pytriton": "pip install 'videploy[serve]' (PyTriton ships Triton Inference Server; Linux x86-64 or arm64)",
+    "tritonclient": "pip install 'videploy[serve]' (or pip install 'tritonclient[http,grpc]')",
 }
 
 

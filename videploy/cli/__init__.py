@@ -16,7 +16,7 @@ from videploy import __version__
 from videploy.errors import VideployError
 
 # Listing order in --help; each name is a module videploy/cli/<name>.py.
-COMMANDS = ("demo", "models", "export", "inspect", "build", "predict", "bench")
+COMMANDS = ("demo", "models", "export", "inspect", "build", "predict", "bench", "serve")
 
 EPILOG = """\
 typical flow:
@@ -27,6 +27,7 @@ typical flow:
   videploy predict vfn/ video.mp4 --labels k400.txt run it on real videos (no torch needed)
   videploy build vfn/ --precision fp16              TensorRT engines (needs TensorRT + GPU)
   videploy bench vfn/ --backend onnxruntime,torch   latency / throughput, measured side by side
+  videploy serve vfn/                               Triton Inference Server: HTTP/gRPC, dynamic batching
   videploy demo                                     all of it on a small model and a generated video
 """
 
