@@ -86,11 +86,11 @@ class BundleInference:
 
     def __call__(self, requests: Sequence[Any]) -> list[dict[str, np.ndarray]]:
         # a request may carry several videos (its batch dimension); each row is one video
-        rows: list[tuple[int, dict[str, np.ndarray]]] = []
+        rows: list[tuple[int, dict[str, np.ndarray]]] = []  # (request number, that video's tensors)
         for r, request in enumerate(requests):
             given = {name: np.asarray(request[name]) for name in (protocol.VIDEO, protocol.FRAMES) if name in request}
-            n = max((a.shape[0] for a in given.values()), default=1) if len(given) == 1 else 1
-            rows += [(r, {name: a[i] for name, a in given.items()} if len(given) == 1 else given) for i in range(n)]
+            n = min(a.shape[0] for a in given.values()) if given else 1  # Triton gives every input the same batch size
+            rows += [(r, {name: a[i] for name, a in given.items()}) for i in range(n)]
         prepared = list(self._pool.map(self._prepare, [tensors for _, tensors in rows]))
         good = [p for p in prepared if not isinstance(p, str)]
         predictions = iter(self.rec.predict_batch(good, top_k=self.top_k, batch_size=self.batch_size, continuous=self.adaptive)) if good else iter(())
