@@ -73,7 +73,9 @@ def start_server(bundle: Path, model: str, log: Path, *extra: str) -> Server:
     import tritonclient.http as httpclient
 
     http, grpc, metrics = free_ports(3)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    tmp = log.with_suffix(".tmp")  # the server's temporary files, checked after shutdown
+    tmp.mkdir()
+    env = {**os.environ, "TMPDIR": str(tmp), "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
     cmd = [sys.executable, "-m", "videploy", "serve", str(bundle), "--http-port", str(http), "--grpc-port", str(grpc),
            "--metrics-port", str(metrics), "--threads", "1", "--decode-threads", "2", *extra]
     proc = subprocess.Popen(cmd, stdout=log.open("wb"), stderr=subprocess.STDOUT, env=env)
@@ -267,14 +269,29 @@ def test_metrics_endpoint(servers):
     assert 'nv_inference_request_success{model="toy_static"' in text
 
 
+def test_busy_port_is_reported_at_once(tmp_path, capsys):
+    bundle = static_bundle(tmp_path / "b", ToyStatic().eval())
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        http, grpc = free_ports(2)
+        t0 = time.monotonic()
+        code = main(["serve", str(bundle), "--http-port", str(http), "--grpc-port", str(grpc), "--metrics-port", str(port)])
+    assert code == 2 and time.monotonic() - t0 < 30
+    assert f"cannot listen on 127.0.0.1:{port} (--metrics-port)" in capsys.readouterr().err
+
+
 def test_clean_shutdown_on_sigint_and_sigterm(servers):
     """Last in the module: stops both servers and checks they exit 0 and free their ports."""
     for s, sig in ((servers["static"], signal.SIGINT), (servers["ada"], signal.SIGTERM)):
         s.proc.send_signal(sig)
         assert s.proc.wait(timeout=60) == 0, s.log.read_text()[-4000:]
         assert "videploy serve: stopped" in s.log.read_text()
+        assert not list(s.log.with_suffix(".tmp").glob("videploy-serve-*"))  # uploads' directory removed
         for address in (s.http, s.grpc):
             host, port = address.rsplit(":", 1)
             with socket.socket() as sock, pytest.raises(OSError):
                 sock.settimeout(2)
                 sock.connect((host, int(port)))
+

@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import re
 import shutil
 import signal
 import socket
@@ -174,48 +175,49 @@ def serve(
     from videploy.runtime.video import quiet_decoder_logs
 
     check_pytriton_numpy()
-    # the server process (and the stub it starts) inherits os.environ when Triton starts
-    prepend_libpython_dir(os.environ)
     if options.top_k < 1:
         raise VideployError(f"top-k must be >= 1, got {options.top_k}")
     if options.max_upload_mb <= 0:
         raise VideployError(f"the upload limit must be positive, got {options.max_upload_mb} MB")
+    if options.max_batch is not None and options.max_batch < 1:
+        raise VideployError(f"--max-batch must be >= 1, got {options.max_batch}")
+    if options.model_name is not None and not re.fullmatch(r"[A-Za-z0-9._-]+", options.model_name):
+        raise VideployError(f"model name {options.model_name!r} may only contain letters, digits, '.', '_' and '-' (Triton's rule)")
+    _check_ports_free(options)
+    # the server process (and the stub it starts) inherits os.environ when Triton starts
+    prepend_libpython_dir(os.environ)
     quiet_decoder_logs()  # a bad upload is answered with an error; FFmpeg's lines would only flood the log
 
     backend_options = {} if options.threads is None else {"threads": options.threads}
     rec = load(bundle, backend=options.backend, device=options.device, **backend_options)
     m = rec.manifest
     max_batch = m.batch.max if options.max_batch is None else int(options.max_batch)
-    if max_batch < 1:
-        raise VideployError(f"--max-batch must be >= 1, got {max_batch}")
-    model_name = options.model_name or m.model_name
+    model_name = options.model_name or re.sub(r"[^A-Za-z0-9._-]", "_", m.model_name)
     infer = BundleInference(
         rec, options.top_k, int(options.max_upload_mb * 2**20), batch_size=min(max_batch, m.batch.max), decode_threads=options.decode_threads
     )
-    k = infer.top_k
 
     def tensors(decls: Sequence[protocol.TensorDecl]) -> list[Any]:
         return [Tensor(name=d.name, dtype=d.dtype, shape=d.shape, optional=d.optional) for d in decls]
 
-    config = TritonConfig(
-        http_address=options.host,
-        grpc_address=options.host,
-        metrics_address=options.host,
-        http_port=options.http_port,
-        grpc_port=options.grpc_port,
-        metrics_port=options.metrics_port,
-        exit_timeout_secs=10,
-    )
-    _check_ports_free(options)
     stop = stop or threading.Event()
     restore = _install_signal_handlers(stop)
-    triton = Triton(config=config)
+    triton = None
     try:
+        triton = Triton(config=TritonConfig(
+            http_address=options.host,
+            grpc_address=options.host,
+            metrics_address=options.host,
+            http_port=options.http_port,
+            grpc_port=options.grpc_port,
+            metrics_port=options.metrics_port,
+            exit_timeout_secs=10,  # in-flight requests get this long to finish on shutdown
+        ))
         triton.bind(
             model_name=model_name,
             infer_func=infer,
             inputs=tensors(protocol.inputs()),
-            outputs=tensors(protocol.outputs(k)),
+            outputs=tensors(protocol.outputs(infer.top_k)),
             config=ModelConfig(
                 max_batch_size=max_batch,
                 batcher=DynamicBatcher(max_queue_delay_microseconds=int(options.max_queue_delay_ms * 1000)),
@@ -227,7 +229,7 @@ def serve(
         except (PyTritonError, PyTritonClientError, InferenceServerException, TimeoutError) as exc:
             raise VideployError(
                 f"Triton Inference Server could not start or load {model_name!r} ({type(exc).__name__}: {str(exc).strip()[-2000:]}); "
-                "run with -v for the server's log"
+                "Triton's log above says why"
             ) from None
         if on_ready is not None:
             on_ready(Endpoints(
@@ -238,9 +240,10 @@ def serve(
             ))
         while not stop.wait(0.5):
             if not triton.is_alive():
-                raise VideployError("Triton Inference Server stopped unexpectedly; run with -v to see its log")
+                raise VideployError("Triton Inference Server stopped unexpectedly; its log above says why")
     finally:
-        triton.stop()
+        if triton is not None:
+            triton.stop()
         restore()
         infer.close()
         rec.close()
