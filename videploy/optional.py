@@ -17,6 +17,8 @@ INSTALL_HINTS: dict[str, str] = {
     "cuda": "pip install cuda-python (TensorRT's Python samples use it for device buffers)",
     "yaml": "pip install pyyaml",
     "matplotlib": "pip install 'videploy[plot]'",
+    "pytriton": "pip install 'videploy[serve]' (PyTriton ships Triton Inference Server; Linux x86-64 or arm64)",
+    "tritonclient": "pip install 'videploy[serve]' (or pip install 'tritonclient[http,grpc]')",
 }
 
 

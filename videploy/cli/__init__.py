@@ -16,7 +16,7 @@ from videploy import __version__
 from videploy.errors import VideployError
 
 # Listing order in --help; each name is a module videploy/cli/<name>.py ('-' written '_').
-COMMANDS = ("demo", "models", "export", "inspect", "build", "predict", "calibrate-exits", "bench")
+COMMANDS = ("demo", "models", "export", "inspect", "build", "predict", "calibrate-exits", "bench", "serve")
 
 EPILOG = """\
 typical flow:
@@ -29,6 +29,7 @@ typical flow:
                                                     AdaFocusV3 exit thresholds from labelled videos
   videploy build vfn/ --precision fp16              TensorRT engines (needs TensorRT + GPU)
   videploy bench vfn/ --backend onnxruntime,torch   latency / throughput, measured side by side
+  videploy serve vfn/                               Triton Inference Server: HTTP/gRPC, dynamic batching
   videploy demo                                     all of it on a small model and a generated video
 """
 

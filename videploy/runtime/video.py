@@ -216,7 +216,11 @@ def quiet_decoder_logs() -> None:
     ``cv2.VideoCapture`` of the process; an ``OPENCV_FFMPEG_LOGLEVEL`` already set by the user wins.
     """
     os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET
-    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+    cv_logging = getattr(cv2.utils, "logging", None)  # OpenCV 5; 4.x has cv2.setLogLevel instead
+    if cv_logging is not None:
+        cv_logging.setLogLevel(cv_logging.LOG_LEVEL_SILENT)
+    else:
+        cv2.setLogLevel(0)  # 0 = silent
 
 
 _REPEAT = {
