@@ -105,55 +105,95 @@ def run(args: argparse.Namespace) -> int:
         threads=args.threads,
         checkpoint=args.checkpoint,
     )
-    run = predict_files(args.bundle, args.videos, options)
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    # on a terminal only: piped stderr gets the error lines alone
+    progress = Progress(TextColumn("predicting"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err, transient=True, disable=not err.is_terminal)
+    task = progress.add_task("videos", total=len(args.videos))
+    printed_header = False
+
+    def on_result(run: Any, result: Any) -> None:
+        nonlocal printed_header
+        progress.advance(task)
+        if args.json:
+            return  # one JSON document at the end
+        if not printed_header:
+            print_header(out, run)
+            printed_header = True
+        print_result(out, result)
+
+    def on_failure(_: str, message: str) -> None:
+        progress.advance(task)
+        # one line per video (no wrapping), so scripts can grep the failures
+        err.print(f"videploy predict: error: {message}", markup=False, soft_wrap=True)
+
+    with progress:
+        run = predict_files(args.bundle, args.videos, options, on_failure=on_failure, on_result=on_result)
     if args.json:
         print(jsonsafe.dumps(run.to_dict(), indent=2))
     else:
-        print_run(out, run)
-    for _, message in run.failures:
-        # one line per video (no wrapping), so scripts can grep the failures
-        err.print(f"videploy predict: error: {message}", markup=False, soft_wrap=True)
+        if not printed_header:
+            print_header(out, run)
+        print_footer(out, run)
     return 2 if run.failures else 0
 
 
 def print_run(out: Any, run: Any) -> None:
-    """The run as tables (shared with ``videploy demo``)."""
-    from rich.table import Table
+    """The whole run as tables (``videploy demo`` prints a finished run)."""
+    print_header(out, run)
+    for r in run.results:
+        print_result(out, r)
+    print_footer(out, run)
 
-    rec, results = run.recognizer, run.results
+
+def print_header(out: Any, run: Any) -> None:
+    rec = run.recognizer
     m = rec.manifest
-    head = f"[bold]{m.model_name}[/] ({m.family}, {m.precision}) on {rec.backend.name}/{rec.backend.device}"
-    out.print(head)
+    out.print(f"[bold]{m.model_name}[/] ({m.family}, {m.precision}) on {rec.backend.name}/{rec.backend.device}")
     if rec.random_weights:
         out.print("[bold red]RANDOM WEIGHTS[/]: this bundle was exported without a checkpoint; its predictions mean nothing.")
     if run.thresholds is not None:
         shown = ", ".join(_fmt_eta(t) for t in run.thresholds.values)
-        out.print(f"exit thresholds (nats, glance first; {run.thresholds.source}): {shown}")
+        criterion = m.early_exit.criterion
+        unit = "entropy in nats, stop when <= eta" if criterion == "entropy" else "largest logit, stop when >= eta"
+        out.print(f"exit thresholds ({unit}; glance first; {run.thresholds.source}): {shown}")
         if run.thresholds.source == "budget":
             out.print(f"[yellow]--budget {run.thresholds.budget:g} GFLOPs[/]: expected {run.thresholds.expected_gflops:.3f} GFLOPs/video. [yellow]{run.thresholds.note}[/]")
-    for r in results:
-        out.print()
-        out.print(f"[bold]{r.source}[/]")
-        table = Table(show_edge=True, min_width=48)
-        table.add_column("#", justify="right")
-        table.add_column("class")
-        table.add_column("probability", justify="right")
-        for rank, c in enumerate(r.top, 1):
-            table.add_row(str(rank), c.name, f"{c.probability:.2%}")
-        lines = [f"frames {r.frame_indices[0].tolist()} of {r.num_frames}; views {r.views[0]}x{r.views[1]}; {r.gflops:.3f} GFLOPs"]
-        if r.adaptive is not None:
-            a = r.adaptive
-            cubes = "; ".join(f"{c.step}: frame {','.join(map(str, c.frames))} box ({c.box[0]:.0f},{c.box[1]:.0f})-({c.box[2]:.0f},{c.box[3]:.0f})" for c in a.cubes)
-            lines.append(f"exit {a.exit_step}/{a.num_steps} ({r.gflops:.3f} of {a.full_gflops:.3f} GFLOPs); entropy at exit {a.entropies[-1]:.3f}")
-            if cubes:
-                lines.append(f"cubes looked at - {cubes}")
-        lines += [f"[yellow]note:[/] {n}" for n in r.notes if not n.startswith("the bundle has random weights")]
-        out.print(table)
-        for line in lines:
-            out.print(f"  {line}")
-    if results:
+    for note in run.notes:
+        out.print(f"[yellow]note:[/] {note}")
+
+
+def print_result(out: Any, r: Any) -> None:
+    from rich.table import Table
+
+    out.print()
+    out.print(f"[bold]{r.source}[/]", markup=True)
+    table = Table(show_edge=True, min_width=48)
+    table.add_column("#", justify="right", no_wrap=True)
+    table.add_column("class", overflow="fold")
+    table.add_column("probability", justify="right", no_wrap=True)
+    for rank, c in enumerate(r.top, 1):
+        table.add_row(str(rank), c.name, f"{c.probability:.2%}")
+    lines = [f"frames {r.frame_indices[0].tolist()} of {r.num_frames}; views {r.views[0]}x{r.views[1]}; {r.gflops:.3f} GFLOPs"]
+    if r.timing is not None:
+        lines.append(f"decode {r.timing.decode_s * 1e3:.0f} ms; latency {r.timing.latency_s * 1e3:.0f} ms (decode start to result)")
+    if r.adaptive is not None:
+        a = r.adaptive
+        cubes = "; ".join(f"{c.step}: frame {','.join(map(str, c.frames))} box ({c.box[0]:.0f},{c.box[1]:.0f})-({c.box[2]:.0f},{c.box[3]:.0f})" for c in a.cubes)
+        lines.append(f"exit {a.exit_step}/{a.num_steps} ({r.gflops:.3f} of {a.full_gflops:.3f} GFLOPs); criterion at exit {a.entropies[-1]:.3f}")
+        if cubes:
+            lines.append(f"cubes looked at (boxes in model-input pixels) - {cubes}")
+    lines += [f"[yellow]note:[/] {n}" for n in r.notes if not n.startswith("the bundle has random weights")]
+    out.print(table)
+    for line in lines:
+        out.print(f"  {line}")
+
+
+def print_footer(out: Any, run: Any) -> None:
+    rec = run.recognizer
+    if run.results:
         c = rec.counters
-        work = ", ".join(f"{role} {c.calls.get(role, 0)} calls / {c.rows.get(role, 0)} rows" for role in [g.role for g in m.graphs])
+        work = ", ".join(f"{role} {c.calls.get(role, 0)} calls / {c.rows.get(role, 0)} rows" for role in [g.role for g in rec.manifest.graphs])
         out.print(f"work done: {work}")
     for path in run.visualizations:
         out.print(f"focus cubes drawn to {path}")

@@ -97,10 +97,10 @@ def predict_files(
     videos: Sequence[str | Path],
     options: PredictOptions = PredictOptions(),
     on_failure: Callable[[str, str], None] | None = None,
-    on_result: Callable[[Prediction], None] | None = None,
+    on_result: Callable[[PredictRun, Prediction], None] | None = None,
 ) -> PredictRun:
     """Predict ``videos`` (see the module docstring). ``on_failure(video, message)`` is told of each
-    video that cannot be decoded and ``on_result(prediction)`` of each result, as they happen
+    video that cannot be decoded and ``on_result(run, prediction)`` of each result, as they happen
     (results stream in input order; with ``budget`` they come after the fitting pass)."""
     rec = bundle if isinstance(bundle, Recognizer) else open_recognizer(bundle, options)
     _check_options(rec, options)
@@ -127,7 +127,7 @@ def predict_files(
     def emit(result: Prediction) -> None:
         run.results.append(result)
         if on_result is not None:
-            on_result(result)
+            on_result(run, result)
 
     if rec.adaptive is not None and options.budget is not None:
         _predict_fitted(rec, prepared(), options, run, emit)
