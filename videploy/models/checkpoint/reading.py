@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from videploy.errors import VideployError
-from videploy.models.checkpoint.pickle_scan import MAX_OPCODES, PickleScanError, PickleTooLong, data_pickle_name, referenced_globals
+from videploy.models.checkpoint.pickle_scan import PickleScanError, PickleTooLong, data_pickle_name, referenced_globals, scan_globals
 from videploy.models.checkpoint.safe_globals import UNREADABLE_GLOBAL, CodeInCheckpoint, allowlist_for, refuse_code
 from videploy.models.checkpoint.safetensors_file import looks_like_safetensors, read_safetensors
 
@@ -118,7 +118,7 @@ def _sniff(path: Path, size: int) -> str:
         return _zip_kind(path, size)
     if head.startswith(b"version https://git-lfs"):
         raise VideployError(f"checkpoint {path} is a Git LFS pointer, not the weights: run 'git lfs pull' in its repository (or download the file itself)")
-    if looks_like_safetensors(head) or path.suffix == ".safetensors":
+    if looks_like_safetensors(head) or (path.suffix == ".safetensors" and head[:1] != b"\x80"):
         return "safetensors"
     if head.startswith(b"\x89HDF"):
         raise VideployError(f"checkpoint {path} is an HDF5 file (Keras / TensorFlow weights?), not a PyTorch checkpoint written by torch.save")
@@ -130,9 +130,20 @@ def _sniff(path: Path, size: int) -> str:
         except UnicodeDecodeError as exc:  # a multi-byte character cut at the end of the 512 bytes is still text
             text = head[: exc.start].decode("utf-8") if exc.start >= len(head) - 3 else ""
         if text and all(c.isprintable() or c in "\r\n\t" for c in text):
+            _refuse_text_pickle_code(path)
             preview = text.strip().splitlines()[0][:60] if text.strip() else ""
             raise VideployError(f"checkpoint {path} is a text file (it starts with {preview!r}), not a PyTorch checkpoint written by torch.save")
     return "torch"
+
+
+def _refuse_text_pickle_code(path: Path) -> None:
+    """A protocol-0 pickle is text: one that names code is reported as such, not as "a text file"."""
+    try:
+        with open(path, "rb") as f:
+            names = scan_globals(f, 1)
+    except PickleScanError as exc:
+        names = exc.names
+    refuse_code(names - {UNREADABLE_GLOBAL}, f"checkpoint {path}")
 
 
 def _not_a_checkpoint(path: Path, exc: BaseException) -> VideployError:
@@ -156,8 +167,8 @@ def _read_torch(p: Path) -> Any:
         refuse_code(exc.names - {UNREADABLE_GLOBAL}, source)  # code named before the failure is the real story
         if isinstance(exc, PickleTooLong):
             raise VideployError(
-                f"{source}: its pickle has more than {MAX_OPCODES:,} instructions, where a full-size training checkpoint of the largest "
-                "zoo model has ~100,000 (torch.save keeps tensor data outside the pickle). videploy stops there so that reading stays "
+                f"{source}: its pickle has more than {exc.limit:,} instructions, where a full-size training checkpoint of the largest "
+                "zoo model has ~50,000 (torch.save keeps tensor data outside the pickle). videploy stops there so that reading stays "
                 "bounded: the file is damaged or built to exhaust time and memory. Save the weights alone: torch.save(model.state_dict(), path)."
             ) from None
         raise _not_a_checkpoint(p, exc) from None
