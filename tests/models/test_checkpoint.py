@@ -612,6 +612,17 @@ def test_read_checkpoint_file_carries_the_hash_and_loads(tmp_path):
     report = load_checkpoint(dst, ckpt)
     assert report.sha256 == ckpt.sha256 and report.source == str(path) and report.unwrapped == ("['model']",)
     assert_same_weights(src, dst)
+    assert read_checkpoint_file(path, expected_sha256=ckpt.sha256).sha256 == ckpt.sha256
+
+
+def test_expected_hash_is_checked_before_the_content(tmp_path):
+    from videploy.models.checkpoint import ChecksumMismatch, read_checkpoint_file
+
+    path = tmp_path / "other.pth"
+    path.write_text("not a checkpoint at all")  # read, it would be "a text file"
+    with pytest.raises(ChecksumMismatch, match="other.pth has the SHA-256 .*not the expected 00") as info:
+        read_checkpoint_file(path, expected_sha256="00" * 32)
+    assert info.value.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def test_export_hashes_the_checkpoint_once(tmp_path, monkeypatch):

@@ -26,12 +26,13 @@ module each:
 from __future__ import annotations
 
 from videploy.models.checkpoint.loading import LoadReport, load_checkpoint
-from videploy.models.checkpoint.reading import CheckpointFile, file_sha256, read_checkpoint, read_checkpoint_file
+from videploy.models.checkpoint.reading import CheckpointFile, ChecksumMismatch, file_sha256, read_checkpoint, read_checkpoint_file
 from videploy.models.checkpoint.safe_globals import CodeInCheckpoint, unresolved_class
 from videploy.models.checkpoint.unwrapping import strip_wrapper_prefixes, unwrap_state_dict
 
 __all__ = [
     "CheckpointFile",
+    "ChecksumMismatch",
     "CodeInCheckpoint",
     "LoadReport",
     "file_sha256",

@@ -178,7 +178,7 @@ def scan_globals(raw: BinaryIO, pickles: int) -> set[str]:
                         if first is None or second is None:
                             names.add(UNREADABLE_GLOBAL)
                         else:
-                            names.add(python3_name(first.decode("latin-1"), second.decode("latin-1")))
+                            names.add(python3_name(first.decode("utf-8", "replace"), second.decode("utf-8", "replace")))
                     elif name in ("PUT", "GET"):
                         try:
                             index_arg = int(first or b"")
@@ -224,8 +224,8 @@ def scan_globals(raw: BinaryIO, pickles: int) -> set[str]:
     except PickleScanError as exc:
         exc.names |= names
         raise
-    except UnicodeDecodeError as exc:
-        raise PickleScanError(f"a string in the pickle is not valid text ({exc.reason})", names) from None
+    except ValueError as exc:  # a string that does not decode (UnicodeDecodeError, bad escapes)
+        raise PickleScanError(f"a string in the pickle is not valid text ({exc})", names) from None
     return names
 
 

@@ -184,8 +184,7 @@ def _read_torch(p: Path) -> Any:
         raise _not_a_checkpoint(p, exc) from None
 
 
-def _read_content(p: Path) -> Any:
-    size = _regular_file_size(p)
+def _read_content(p: Path, size: int) -> Any:
     kind = _sniff(p, size)
     if kind == "torchscript":
         raise VideployError(
@@ -208,11 +207,27 @@ def read_checkpoint(path: str | os.PathLike[str]) -> Any:
     :class:`VideployError` (or :class:`CodeInCheckpoint`) for a missing, empty, damaged or foreign
     file and for a pickle that asks to run code.
     """
-    return _read_content(Path(path).expanduser())
-
-
-def read_checkpoint_file(path: str | os.PathLike[str]) -> CheckpointFile:
-    """:func:`read_checkpoint` and the file's SHA-256, computed once (after the content was read)."""
     p = Path(path).expanduser()
-    content = _read_content(p)
-    return CheckpointFile(path=p, sha256=file_sha256(p), content=content)
+    return _read_content(p, _regular_file_size(p))
+
+
+class ChecksumMismatch(VideployError):
+    """The file's SHA-256 is not the one expected (:func:`read_checkpoint_file` ``expected_sha256``)."""
+
+    def __init__(self, path: Path, sha256: str, expected: str) -> None:
+        self.path, self.sha256, self.expected = path, sha256, expected
+        super().__init__(f"checkpoint {path} has the SHA-256 {sha256}, not the expected {expected}: it is another file, or it changed")
+
+
+def read_checkpoint_file(path: str | os.PathLike[str], *, expected_sha256: str | None = None) -> CheckpointFile:
+    """:func:`read_checkpoint` and the file's SHA-256, computed once.
+
+    With ``expected_sha256``, a file with another hash raises :class:`ChecksumMismatch` before its
+    content is read.
+    """
+    p = Path(path).expanduser()
+    size = _regular_file_size(p)
+    sha = file_sha256(p)
+    if expected_sha256 is not None and sha != expected_sha256:
+        raise ChecksumMismatch(p, sha, expected_sha256)
+    return CheckpointFile(path=p, sha256=sha, content=_read_content(p, size))
