@@ -139,6 +139,38 @@ def _text_line(raw: bytes | None, name: str) -> str | None:
     return raw.decode("latin-1")
 
 
+def _argument(src: _Chunks, name: str, n: int, names: set[str]) -> tuple[str | None, int]:
+    """Consume an opcode's argument: ``(string value or None, memo index or -1)``; GLOBAL/INST add to ``names``."""
+    if n > 0:
+        arg = src.read(n)
+        return None, int.from_bytes(arg, "little") if name in ("BINPUT", "BINGET", "LONG_BINPUT", "LONG_BINGET") else -1
+    if n == _LINE:
+        first = src.line()
+        if name in ("GLOBAL", "INST"):
+            second = src.line()
+            if first is None or second is None:
+                names.add(UNREADABLE_GLOBAL)
+            else:
+                names.add(python3_name(first.decode("utf-8", "replace"), second.decode("utf-8", "replace")))
+        elif name in ("PUT", "GET"):
+            try:
+                return None, int(first or b"")
+            except ValueError:
+                raise PickleScanError(f"{name} at offset {src.position} has no memo index") from None
+        elif name in ("STRING", "UNICODE"):
+            return _text_line(first, name), -1
+        return None, -1
+    # a length, then that many bytes
+    length = int.from_bytes(src.read(_LENGTH_WIDTH[n]), "little", signed=n == _LEN4)
+    if length < 0:
+        raise PickleScanError(f"{name} at offset {src.position} has a negative length")
+    if (name in _UNICODE_OPS or name in _BYTESTRING_OPS) and length <= _KEEP:
+        data = src.read(length)
+        return (data.decode("utf-8", "surrogatepass") if name in _UNICODE_OPS else data.decode("latin-1")), -1
+    src.skip(length)
+    return None, -1
+
+
 def scan_globals(raw: BinaryIO, pickles: int) -> set[str]:
     """Every ``module.name`` the next ``pickles`` pickles of ``raw`` reference (fewer if the stream
     ends cleanly between two). Tracks strings through the memo, as STACK_GLOBAL takes them from the stack.
@@ -165,38 +197,7 @@ def scan_globals(raw: BinaryIO, pickles: int) -> set[str]:
                 if op is None:
                     raise PickleScanError(f"byte {code:#04x} at offset {src.position - 1} is not a pickle instruction")
                 name, n = op
-                value: str | None = None
-                index_arg = -1
-                if n > 0:
-                    arg = src.read(n)
-                    if name in ("BINPUT", "BINGET", "LONG_BINPUT", "LONG_BINGET"):
-                        index_arg = int.from_bytes(arg, "little")
-                elif n == _LINE:
-                    first = src.line()
-                    if name in ("GLOBAL", "INST"):
-                        second = src.line()
-                        if first is None or second is None:
-                            names.add(UNREADABLE_GLOBAL)
-                        else:
-                            names.add(python3_name(first.decode("utf-8", "replace"), second.decode("utf-8", "replace")))
-                    elif name in ("PUT", "GET"):
-                        try:
-                            index_arg = int(first or b"")
-                        except ValueError:
-                            raise PickleScanError(f"{name} at offset {src.position} has no memo index") from None
-                    elif name in ("STRING", "UNICODE"):
-                        value = _text_line(first, name)
-                elif n < 0:  # a length, then that many bytes
-                    width = _LENGTH_WIDTH[n]
-                    length = int.from_bytes(src.read(width), "little", signed=n == _LEN4)
-                    if length < 0:
-                        raise PickleScanError(f"{name} at offset {src.position} has a negative length")
-                    if (name in _UNICODE_OPS or name in _BYTESTRING_OPS) and length <= _KEEP:
-                        data = src.read(length)
-                        value = data.decode("utf-8", "surrogatepass") if name in _UNICODE_OPS else data.decode("latin-1")
-                    else:
-                        src.skip(length)
-
+                value, index_arg = _argument(src, name, n, names) if n else (None, -1)
                 if name == "STOP":
                     break
                 if name == "STACK_GLOBAL":
