@@ -62,6 +62,9 @@ class _Chunks:
     def position(self) -> int:
         return self.offset + self._pos
 
+    def _ends_early(self, where: str = "") -> PickleScanError:
+        return PickleScanError(f"the pickle ends early, at byte {self.position}{where} (the file is truncated or damaged)")
+
     def _refill(self) -> bool:
         rest = self._buf[self._pos :]
         chunk = self._raw.read(_CHUNK)
@@ -74,14 +77,14 @@ class _Chunks:
 
     def byte(self) -> int:
         if self._pos >= len(self._buf) and not self._refill():
-            raise PickleScanError(f"the pickle ends early, at byte {self.position} (the file is truncated or damaged)")
+            raise self._ends_early()
         self._pos += 1
         return self._buf[self._pos - 1]
 
     def read(self, n: int) -> bytes:
         while len(self._buf) - self._pos < n:
             if not self._refill():
-                raise PickleScanError(f"the pickle ends early, at byte {self.position} (the file is truncated or damaged)")
+                raise self._ends_early()
         out = self._buf[self._pos : self._pos + n]
         self._pos += n
         return out
@@ -97,7 +100,7 @@ class _Chunks:
         while n > 0:
             chunk = self._raw.read(min(n, _CHUNK))
             if not chunk:
-                raise PickleScanError(f"the pickle ends early, at byte {self.position} (the file is truncated or damaged)")
+                raise self._ends_early()
             self.offset += len(chunk)
             n -= len(chunk)
 
@@ -116,7 +119,7 @@ class _Chunks:
                 return None if too_long else kept
             self._pos = stop
             if not self._refill():
-                raise PickleScanError(f"the pickle ends early, at byte {self.position}, inside a text line (the file is truncated or damaged)")
+                raise self._ends_early(", inside a text line")
 
 
 def python3_name(module: str, name: str) -> str:
