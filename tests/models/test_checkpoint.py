@@ -130,6 +130,17 @@ def test_npz_file(tmp_path):
     assert_same_weights(src, dst)
 
 
+def test_damaged_npz_file(tmp_path):
+    path = tmp_path / "w.npz"
+    np.savez(path, w=np.zeros((64, 64), np.float32))
+    with zipfile.ZipFile(path) as z:
+        blob = z.read("w.npy")
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("w.npy", blob[: len(blob) // 2])  # a header that promises more than the data holds
+    with pytest.raises(VideployError, match="w.npz is a damaged .npz archive"):
+        load_checkpoint(tiny_vfn(), path)
+
+
 @pytest.mark.parametrize(
     "wrap, unwrapped",
     [

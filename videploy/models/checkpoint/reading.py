@@ -192,8 +192,11 @@ def _read_content(p: Path, size: int) -> Any:
             "Load it with torch.jit.load where you trust it and save its weights: torch.save(m.state_dict(), 'weights.pth')"
         )
     if kind == "npz":
-        with np.load(p, allow_pickle=False) as z:
-            return {k: z[k] for k in z.files}
+        try:
+            with np.load(p, allow_pickle=False) as z:
+                return {k: z[k] for k in z.files}
+        except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+            raise VideployError(f"checkpoint {p} is a damaged .npz archive ({exc}); save it again with numpy.savez (arrays of numbers, no objects)") from None
     if kind == "safetensors":
         return read_safetensors(p, size)
     return _read_torch(p)
