@@ -15,6 +15,7 @@ INSTALL_HINTS: dict[str, str] = {
     "onnxruntime": "pip install onnxruntime (or onnxruntime-gpu for the CUDA / TensorRT execution providers)",
     "tensorrt": "install TensorRT 10 or 11 for your CUDA version (pip install tensorrt, or JetPack on Jetson)",
     "cuda": "pip install cuda-python (TensorRT's Python samples use it for device buffers)",
+    "safetensors": "pip install 'videploy[torch]' (or pip install safetensors)",
     "yaml": "pip install pyyaml",
     "matplotlib": "pip install 'videploy[plot]'",
     "pytriton": "pip install 'videploy[serve]' (PyTriton ships Triton Inference Server; Linux x86-64 or arm64)",

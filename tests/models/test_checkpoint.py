@@ -130,6 +130,17 @@ def test_npz_file(tmp_path):
     assert_same_weights(src, dst)
 
 
+def test_damaged_npz_file(tmp_path):
+    path = tmp_path / "w.npz"
+    np.savez(path, w=np.zeros((64, 64), np.float32))
+    with zipfile.ZipFile(path) as z:
+        blob = z.read("w.npy")
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("w.npy", blob[: len(blob) // 2])  # a header that promises more than the data holds
+    with pytest.raises(VideployError, match="w.npz is a damaged .npz archive"):
+        load_checkpoint(tiny_vfn(), path)
+
+
 @pytest.mark.parametrize(
     "wrap, unwrapped",
     [
@@ -456,3 +467,251 @@ def test_mismatch_lists_first_keys_and_counts():
     extra = {f"junk.{i}": torch.zeros(1) for i in range(8)}
     msg = _mismatch(tiny_vfn(), {**src, **extra})
     assert "8 keys unexpected" in msg and "junk.0, junk.1, junk.2, junk.3, junk.4, ... (3 more)" in msg
+
+
+# --------------------------------------------------------------------------------------------
+# Bounded reading: files built to exhaust time or memory, paths that are not files
+# --------------------------------------------------------------------------------------------
+
+
+def _zip_checkpoint(path: Path, members: dict[str, bytes | int]) -> Path:
+    """A torch-style zip whose members are deflated; an int member is that many zero bytes, written in chunks."""
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as z:
+        for name, data in members.items():
+            if isinstance(data, int):
+                with z.open(name, "w", force_zip64=True) as f:
+                    for _ in range(data >> 20):
+                        f.write(bytes(1 << 20))
+            else:
+                z.writestr(name, data)
+    return path
+
+
+@contextlib.contextmanager
+def _bounded(seconds: float, megabytes: float) -> Iterator[None]:
+    """The block must finish within ``seconds`` and allocate at most ``megabytes`` (Python allocations)."""
+    import time
+    import tracemalloc
+
+    tracemalloc.start()
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        elapsed = time.perf_counter() - start
+        peak = tracemalloc.get_traced_memory()[1] / 2**20
+        tracemalloc.stop()
+    assert elapsed < seconds, f"took {elapsed:.1f} s"
+    assert peak < megabytes, f"allocated {peak:.0f} MiB"
+
+
+@pytest.mark.timeout(60)
+def test_pickle_with_too_many_instructions_is_refused_early(tmp_path, monkeypatch):
+    """A few KB that inflate to millions of instructions (MEMOIZE over and over): refused at the stated limit,
+    without reaching torch.load and without a memo that grows with the file. (The limit is lowered here
+    to keep the test short under tracemalloc; the real one is checked without it.)"""
+    from videploy.models.checkpoint import pickle_scan
+
+    path = _zip_checkpoint(tmp_path / "many.pth", {"archive/data.pkl": b"\x80\x04]" + b"\x94" * (3 * pickle_scan.MAX_OPCODES) + b".", "archive/version": b"3\n"})
+    assert path.stat().st_size < 64 << 10
+    with pytest.raises(VideployError, match=f"more than {pickle_scan.MAX_OPCODES:,} instructions") as info:
+        read_checkpoint(path)
+    assert "many.pth" in str(info.value)
+    monkeypatch.setattr(pickle_scan, "MAX_OPCODES", 200_000)
+    with _bounded(seconds=10, megabytes=8), pytest.raises(VideployError, match="more than 200,000 instructions"):
+        read_checkpoint(path)
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("member", ["archive/data.pkl", "archive/data/0"], ids=["pickle", "tensor-record"])
+def test_zip_bomb_is_refused_before_inflating(tmp_path, member):
+    """~100 KB that decompress to 96 MiB: refused from the archive's directory, before any member is inflated
+    (torch.load would inflate a tensor record too)."""
+    sd = save({"w": torch.zeros(4)}, tmp_path / "real.pth")
+    with zipfile.ZipFile(sd) as z:
+        members: dict[str, bytes | int] = {i.filename.replace("real/", "archive/"): z.read(i) for i in z.infolist()}
+    members[member] = 96 << 20
+    path = _zip_checkpoint(tmp_path / "bomb.pth", members)
+    assert path.stat().st_size < 1 << 20
+    with _bounded(seconds=10, megabytes=16), pytest.raises(VideployError, match="decompresses to 100,6"):
+        read_checkpoint(path)
+
+
+@pytest.mark.timeout(30)
+def test_huge_declared_string_is_not_allocated(tmp_path):
+    """A pickle that announces a 1 TiB byte string in a 100-byte file: 'ends early', not a MemoryError or a hang."""
+    path = tmp_path / "huge.pth"
+    path.write_bytes(b"\x80\x04\x8e" + (1 << 40).to_bytes(8, "little") + b"x" * 100)
+    with _bounded(seconds=5, megabytes=8), pytest.raises(VideployError, match="not a PyTorch checkpoint.*ends early"):
+        read_checkpoint(path)
+
+
+@pytest.mark.timeout(30)
+def test_long_strings_are_skipped_not_kept(tmp_path):
+    """A real checkpoint with a 32 MB string beside the weights still loads; the scan does not hold the string."""
+    from videploy.models.checkpoint.pickle_scan import referenced_globals
+
+    src, dst = tiny_vfn(0), tiny_vfn(1)
+    path = save({"model": src.state_dict(), "notes": "x" * (32 << 20)}, tmp_path / "notes.pth")
+    with _bounded(seconds=10, megabytes=8):
+        names = referenced_globals(path)
+    assert "torch._utils._rebuild_tensor_v2" in names
+    load_checkpoint(dst, path)
+    assert_same_weights(src, dst)
+
+
+@pytest.mark.skipif(not Path("/dev/zero").exists(), reason="no /dev/zero")
+def test_device_is_not_a_regular_file():
+    with pytest.raises(VideployError, match="/dev/zero is a character device, not a regular file") as info:
+        load_checkpoint(tiny_vfn(), "/dev/zero")
+    assert "does not exist" not in str(info.value)
+
+
+def test_directory_is_not_reported_missing_by_export(tmp_path):
+    from videploy.export.api import build_model
+
+    with pytest.raises(VideployError, match="is a directory, not a checkpoint file") as info:
+        build_model("video_focalnet", dict(TINY_VFN), checkpoint=tmp_path)
+    assert "does not exist" not in str(info.value)
+
+
+@pytest.mark.parametrize("protocol", [0, 2, 4, 5])
+def test_plain_pickle_with_code_is_refused_as_code(tmp_path, protocol):
+    """Not a torch.save file but a bare pickle.dumps with os.system: reported as code, not as a parse failure."""
+    import pickle
+
+    target = tmp_path / "pwned"
+    path = tmp_path / "evil.pkl"
+    path.write_bytes(pickle.dumps({"model": {"w": 1}, "x": _RunsCommand(target)}, protocol=protocol))
+    with pytest.raises(CodeInCheckpoint) as info:
+        load_checkpoint(tiny_vfn(), path)
+    msg = str(info.value)
+    assert "tries to run code" in msg and "os.system" in msg and "exhausted" not in msg
+    assert not target.exists()
+
+
+@FORMATS
+def test_code_named_before_damage_is_refused_as_code(tmp_path, legacy):
+    """A file cut after its pickle named os.system is reported as code, the stronger statement."""
+    path = save({"payload": _RunsCommand(tmp_path / "pwned"), "model": tiny_vfn().state_dict()}, tmp_path / "evil.pth", legacy)
+    data = path.read_bytes()
+    cut = tmp_path / "cut.pth"
+    if legacy:
+        cut.write_bytes(data[: data.index(b"system") + 200])
+    else:  # a damaged pickle inside an intact archive: rewrite data.pkl cut short
+        with zipfile.ZipFile(path) as z, zipfile.ZipFile(cut, "w") as out:
+            for info in z.infolist():
+                blob = z.read(info)
+                out.writestr(info, blob[: blob.index(b"system") + 200] if info.filename.endswith("data.pkl") else blob)
+    with pytest.raises(CodeInCheckpoint, match="os.system"):
+        read_checkpoint(cut)
+
+
+# --------------------------------------------------------------------------------------------
+# Hashing once, wrapper prefixes in one place
+# --------------------------------------------------------------------------------------------
+
+
+def test_read_checkpoint_file_carries_the_hash_and_loads(tmp_path):
+    from videploy.models.checkpoint import CheckpointFile, read_checkpoint_file
+
+    src, dst = tiny_vfn(0), tiny_vfn(1)
+    path = save({"model": src.state_dict()}, tmp_path / "w.pth")
+    ckpt = read_checkpoint_file(path)
+    assert isinstance(ckpt, CheckpointFile) and ckpt.path == path
+    assert ckpt.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+    report = load_checkpoint(dst, ckpt)
+    assert report.sha256 == ckpt.sha256 and report.source == str(path) and report.unwrapped == ("['model']",)
+    assert_same_weights(src, dst)
+    assert read_checkpoint_file(path, expected_sha256=ckpt.sha256).sha256 == ckpt.sha256
+
+
+def test_expected_hash_is_checked_before_the_content(tmp_path):
+    from videploy.models.checkpoint import ChecksumMismatch, read_checkpoint_file
+
+    path = tmp_path / "other.pth"
+    path.write_text("not a checkpoint at all")  # read, it would be "a text file"
+    with pytest.raises(ChecksumMismatch, match="other.pth has the SHA-256 .*not the expected 00") as info:
+        read_checkpoint_file(path, expected_sha256="00" * 32)
+    assert info.value.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_export_hashes_the_checkpoint_once(tmp_path, monkeypatch):
+    from videploy.export.api import build_model
+    from videploy.models.checkpoint import reading
+
+    calls = []
+    real = reading.file_sha256
+    monkeypatch.setattr(reading, "file_sha256", lambda p, *a, **k: calls.append(p) or real(p, *a, **k))
+    path = save({"model": tiny_vfn(0).state_dict()}, tmp_path / "w.pth")
+    _, _, weights, _ = build_model("video_focalnet", dict(TINY_VFN), checkpoint=path)
+    assert len(calls) == 1
+    assert weights == {"file": "w.pth", "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
+
+
+def test_strip_wrapper_prefixes():
+    from videploy.models.checkpoint import strip_wrapper_prefixes
+
+    sd = {"module._orig_mod.a.w": 1, "module._orig_mod.b._orig_mod.c": 2}
+    assert strip_wrapper_prefixes(sd) == ({"a.w": 1, "b.c": 2}, ("prefix 'module.'", "prefix '_orig_mod.'", "'._orig_mod.' segments"))
+    assert strip_wrapper_prefixes({"module.a": 1, "b": 2}) == ({"module.a": 1, "b": 2}, ())  # not every key: a real name
+    assert strip_wrapper_prefixes({}) == ({}, ())
+
+
+@pytest.mark.parametrize("family", ["video_focalnet", "stam"])
+def test_family_convert_strips_the_same_prefixes(family):
+    """The families' own convert (for an official state dict used directly) strips what load_checkpoint strips."""
+    convert = vm.get(family).family.convert
+    sd = {"_orig_mod.module.head.weight": torch.zeros(2), "_orig_mod.module.head.bias": torch.zeros(2)}
+    assert set(convert(sd)) == {"head.weight", "head.bias"}
+
+
+# --------------------------------------------------------------------------------------------
+# .safetensors
+# --------------------------------------------------------------------------------------------
+
+
+def _safetensors(sd: dict[str, torch.Tensor], path: Path) -> Path:
+    st = pytest.importorskip("safetensors.torch")
+    st.save_file({k: v.contiguous() for k, v in sd.items()}, str(path))
+    return path
+
+
+def test_safetensors_round_trip(tmp_path):
+    src, dst = tiny_vfn(0), tiny_vfn(1)
+    path = _safetensors({"module." + k: v for k, v in src.state_dict().items()}, tmp_path / "w.safetensors")
+    report = load_checkpoint(dst, path)
+    assert report.unwrapped == ("prefix 'module.'",)
+    assert report.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert_same_weights(src, dst)
+
+
+def _rewrite_header(path: Path, edit: Any) -> None:
+    import json
+
+    data = path.read_bytes()
+    n = int.from_bytes(data[:8], "little")
+    header = edit(json.loads(data[8 : 8 + n]))
+    raw = json.dumps(header).encode()
+    path.write_bytes(len(raw).to_bytes(8, "little") + raw + data[8 + n :])
+
+
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (lambda p: p.write_bytes(p.read_bytes()[: p.stat().st_size // 2]), r"lies at bytes .* the file holds only .* \(it is truncated\)"),
+        (lambda p: p.write_bytes(p.read_bytes()[:40]), r"header is .* bytes long, but the file has only 32 .*truncated"),
+        (lambda p: p.write_bytes(p.read_bytes()[:5]), "fewer than the 8 of the header length"),
+        (lambda p: p.write_bytes((1 << 40).to_bytes(8, "little") + b"{}"), "header length is 1,099,511,627,776 bytes"),
+        (lambda p: p.write_bytes((7).to_bytes(8, "little") + b"{nope!}"), "header is not valid JSON"),
+        (lambda p: _rewrite_header(p, lambda h: {**h, "head.bias": {**h["head.bias"], "shape": [1000000]}}), r"tensor 'head.bias' of shape \[1000000\] \(F32\) needs 4,000,000 bytes"),
+        (lambda p: _rewrite_header(p, lambda h: {**h, "head.bias": {**h["head.bias"], "dtype": "F128"}}), "dtype 'F128'"),
+    ],
+    ids=["truncated-data", "truncated-header", "no-length", "huge-length", "bad-json", "shape-vs-offsets", "unknown-dtype"],
+)
+def test_damaged_safetensors(tmp_path, damage, message):
+    path = _safetensors(tiny_vfn().state_dict(), tmp_path / "w.safetensors")
+    damage(path)
+    with _bounded(seconds=10, megabytes=16), pytest.raises(VideployError, match=message) as info:
+        load_checkpoint(tiny_vfn(), path)
+    assert "damaged .safetensors file" in str(info.value) and "w.safetensors" in str(info.value)

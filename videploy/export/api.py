@@ -12,7 +12,6 @@ from __future__ import annotations
 import ast
 import dataclasses
 import datetime as _dt
-import hashlib
 import json
 import logging
 import platform
@@ -110,14 +109,6 @@ def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
     return out
 
 
-def sha256_of(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def count_labels(path: Path) -> int:
     """Non-empty lines of a label file (one name per line, or ``id,name`` CSV)."""
     return sum(1 for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip())
@@ -178,10 +169,8 @@ def build_model(
         from videploy.models import load_checkpoint
 
         path = Path(checkpoint)
-        if not path.is_file():
-            raise VideployError(f"checkpoint {str(path)!r} does not exist")
-        load_checkpoint(built, path)
-        weights = {"file": path.name, "sha256": sha256_of(path)}
+        report = load_checkpoint(built, path)  # says what is wrong with a missing, foreign or damaged file
+        weights = {"file": path.name, "sha256": report.sha256}
     else:
         warnings.append(RANDOM_WEIGHTS_WARNING)
         log.warning(RANDOM_WEIGHTS_WARNING)

@@ -98,17 +98,15 @@ class TorchBackend(Backend):
                 f"bundle {m.model_name!r} was exported from checkpoint {m.weights.get('file')!r}; give the torch backend "
                 "that checkpoint (checkpoint=PATH) or the model itself (model=...)"
             )
-        from videploy.models.checkpoint import file_sha256
+        from videploy.models.checkpoint import ChecksumMismatch, read_checkpoint_file
 
         path = Path(self._checkpoint)
-        if not path.is_file():
-            raise VideployError(f"checkpoint {str(path)!r} does not exist")
-        want = m.weights.get("sha256")
-        if want:
-            if file_sha256(path) != want:
-                raise VideployError(f"checkpoint {str(path)!r} is not the one the bundle was exported from (SHA-256 differs); pass {m.weights.get('file')!r}")
+        try:
+            checkpoint = read_checkpoint_file(path, expected_sha256=m.weights.get("sha256") or None)  # hashed once, before reading
+        except ChecksumMismatch:
+            raise VideployError(f"checkpoint {str(path)!r} is not the one the bundle was exported from (SHA-256 differs); pass {m.weights.get('file')!r}") from None
         model = create(m.family, **dict(m.config))
-        load_checkpoint(model, path)
+        load_checkpoint(model, checkpoint)
         return model
 
     def _load(self, graph: GraphSpec) -> None:

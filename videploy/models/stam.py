@@ -34,6 +34,7 @@ from videploy.bundle.manifest import Preprocessing
 from videploy.errors import VideployError
 from videploy.models.base import VideoModel
 from videploy.models.blocks.vit import Block, PatchEmbed, trunc_normal_approx_
+from videploy.models.checkpoint.unwrapping import strip_wrapper_prefixes
 from videploy.models.registry import Entry, Family, register, register_family
 
 # --- facts of the official temporal transformer and evaluation ---------------------------------
@@ -425,23 +426,17 @@ def build(**kwargs: Any) -> STAM:
 # the published configuration's state dict (reference manifests) matches this model key for key.
 # (The official checkpoints could not be downloaded here to confirm; infer.py loads with strict=False.)
 _DROPPED_KEYS: tuple[str, ...] = ()
-_DATA_PARALLEL_PREFIX = "module."
 
 
 def convert_official_state_dict(state_dict: Mapping[str, Any]) -> dict[str, Any]:
     """Official STAM state dict (container already unwrapped, e.g. ``ckpt["model"]``) -> ours: a new dict.
 
-    Key names are already identical; a ``module.`` prefix on every key (a checkpoint saved from
-    ``nn.DataParallel``/DDP) is stripped, and the keys in ``_DROPPED_KEYS`` are left out.
+    Key names are already identical; wrapper prefixes on every key (``module.`` from
+    ``nn.DataParallel``/DDP, ``_orig_mod.`` from ``torch.compile``) are stripped, and the keys in
+    ``_DROPPED_KEYS`` are left out.
     """
-    keys = list(state_dict)
-    strip = bool(keys) and all(k.startswith(_DATA_PARALLEL_PREFIX) for k in keys)
-    out: dict[str, Any] = {}
-    for key, value in state_dict.items():
-        name = key[len(_DATA_PARALLEL_PREFIX) :] if strip else key
-        if name not in _DROPPED_KEYS:
-            out[name] = value
-    return out
+    sd, _ = strip_wrapper_prefixes(state_dict)
+    return {k: v for k, v in sd.items() if k not in _DROPPED_KEYS}
 
 
 def _count_indexed(keys: Any, pattern: str) -> int:

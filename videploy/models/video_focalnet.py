@@ -27,6 +27,7 @@ from torch import nn
 from videploy.bundle.manifest import Preprocessing
 from videploy.errors import VideployError
 from videploy.models.base import VideoModel
+from videploy.models.checkpoint.unwrapping import strip_wrapper_prefixes
 from videploy.models.registry import Entry, Family, register, register_family
 
 __all__ = [
@@ -625,9 +626,6 @@ def _init_weights(m: nn.Module) -> None:
 # Official checkpoints
 # --------------------------------------------------------------------------------------------
 
-_DDP_PREFIX = "module."
-
-
 def convert_official_state_dict(state_dict: Mapping[str, Any]) -> dict[str, Any]:
     """An official Video-FocalNet state dict in this package's key names (a new dict).
 
@@ -636,13 +634,11 @@ def convert_official_state_dict(state_dict: Mapping[str, Any]) -> dict[str, Any]
     unwraps that container); the official model holds no buffers and keeps its per-call tensors
     (``gates``, ``modulator``, ...) as plain attributes, so a checkpoint has no key our model
     lacks. The one variation seen in the wild is a state dict saved from the
-    ``DistributedDataParallel`` wrapper, whose keys all start with ``module.``; that prefix is
-    removed.
+    ``DistributedDataParallel`` wrapper, whose keys all start with ``module.``; that prefix (and
+    ``torch.compile``'s ``_orig_mod.``) is removed.
     """
-    keys = list(state_dict)
-    if keys and all(k.startswith(_DDP_PREFIX) for k in keys):
-        return {k[len(_DDP_PREFIX):]: v for k, v in state_dict.items()}
-    return dict(state_dict)
+    sd, _ = strip_wrapper_prefixes(state_dict)
+    return sd
 
 
 def _shape(value: Any) -> tuple[int, ...]:
