@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import sys
+
 import shutil
+from pathlib import Path
 from dataclasses import replace
 
 import pytest
@@ -148,6 +151,8 @@ class _FakeTensorRT:
 
         self.__version__ = version
         self.calls: list[tuple] = []
+        self.last_parsed: str | None = None
+        self.engine_bytes = lambda: b"ENGINE"  # what "building" returns
         fake = self
 
         class Logger:
@@ -206,7 +211,7 @@ class _FakeTensorRT:
                 return Profile()
 
             def build_serialized_network(self, network, config):
-                return b"ENGINE"
+                return fake.engine_bytes()
 
         class OnnxParser:
             num_errors = 0
@@ -219,6 +224,7 @@ class _FakeTensorRT:
 
                 onnx.checker.check_model(onnx.load(path), full_check=True)
                 half = any(t.data_type == onnx.TensorProto.FLOAT16 for t in onnx.load(path).graph.initializer)
+                fake.last_parsed = path
                 fake.calls.append(("parse", path.rsplit("/", 1)[-1], "fp16 weights" if half else "fp32 weights"))
                 return True
 
@@ -240,7 +246,7 @@ def test_build_engines_orchestration_with_a_fake_tensorrt(tmp_path, monkeypatch,
     bundle = tmp_path / "b"
     shutil.copytree(tiny_clip_bundle[1].bundle, bundle)
     external = tmp_path / "caches" / "gpu.cache"
-    manifest, plan = build_engines(bundle, "fp16", workspace_gb=0.5, timing_cache=external)
+    manifest, plan = build_engines(bundle, "fp16", workspace_gb=0.5, timing_cache=external, verify=False)
     (g,) = manifest.graphs
     assert g.engines == {"fp16": "main.fp16.engine"} and (bundle / "main.fp16.engine").read_bytes() == b"ENGINE"
     assert (bundle / "timing.cache").read_bytes() == b"+" == external.read_bytes()
@@ -258,7 +264,69 @@ def test_build_engines_orchestration_with_a_fake_tensorrt(tmp_path, monkeypatch,
     assert read_manifest(bundle) == manifest
     # a second build starts from the cache the first one saved
     fake.calls.clear()
-    build_engines(bundle, "fp32", timing_cache=external)
+    build_engines(bundle, "fp32", timing_cache=external, verify=False)
     assert ("cache_in", b"+") in fake.calls
     assert set(read_manifest(bundle).graphs[0].engines) == {"fp16", "fp32"}
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def _fake_build_and_run(monkeypatch, version: str, engine_of=None) -> _FakeTensorRT:
+    """A fake TensorRT that builds (records calls) and runs: the "engine" is the parsed ONNX file's bytes,
+    which the runtime fake executes with onnxruntime; ``engine_of(path)`` may replace them."""
+    from tests.runtime import fake_tensorrt
+
+    fake_tensorrt.install(monkeypatch, version=version)
+    trt = sys.modules["tensorrt"]
+    build = _FakeTensorRT(version)
+    build.engine_bytes = lambda: (engine_of or (lambda path: Path(path).read_bytes()))(build.last_parsed)
+    for name in ("Builder", "OnnxParser", "NetworkDefinitionCreationFlag", "MemoryPoolType", "BuilderFlag"):
+        setattr(trt, name, getattr(build, name))
+    return build
+
+
+@pytest.mark.parametrize("version, precision", [("11.0.0", "fp16"), ("10.3.0", "fp32")])
+def test_build_verifies_engines_and_records_the_report(tmp_path, monkeypatch, tiny_clip_bundle, version, precision):
+    from videploy.export.tensorrt_build import build_engines
+
+    _fake_build_and_run(monkeypatch, version)
+    bundle = tmp_path / "b"
+    shutil.copytree(tiny_clip_bundle[1].bundle, bundle)
+    manifest, _ = build_engines(bundle, precision)
+    report = manifest.provenance["tensorrt"]["verification"][precision]
+    assert report["passed"] and report["backend"].startswith("tensorrt") and "vs onnxruntime" in report["backend"]
+    assert {r["graph"] for r in report["outputs"]} == {"main"} and report["batch_sizes"] == [1, 2]
+    if precision == "fp16":  # the engine runs the converted fp16 graph: close, not equal
+        assert 0 < max(r["max_rel"] for r in report["outputs"]) < 2e-2
+
+
+def test_build_refuses_engines_that_disagree_and_leaves_the_bundle(tmp_path, monkeypatch, tiny_clip_bundle):
+    import numpy as np
+    import onnx
+    from onnx import numpy_helper
+
+    from videploy.export.tensorrt_build import build_engines
+
+    def broken(path):
+        m = onnx.load(path)
+        for t in m.graph.initializer:  # a miscompiled engine: every weight off by 10%
+            a = numpy_helper.to_array(t)
+            if a.dtype == np.float32 and a.size > 1:
+                t.CopyFrom(numpy_helper.from_array(a * 1.1, t.name))
+        return m.SerializeToString()
+
+    _fake_build_and_run(monkeypatch, "10.3.0", engine_of=broken)
+    bundle = tmp_path / "b"
+    shutil.copytree(tiny_clip_bundle[1].bundle, bundle)
+    before = sorted(p.name for p in bundle.iterdir())
+    with pytest.raises(VideployError, match="(?s)differ from the ONNX graphs beyond the tolerance.*left unchanged"):
+        build_engines(bundle, "fp32")
+    assert sorted(p.name for p in bundle.iterdir()) == before and read_manifest(bundle).graphs[0].engines == {}
+    manifest, _ = build_engines(bundle, "fp32", verify=False)  # --no-verify keeps them
+    assert manifest.graphs[0].engines == {"fp32": "main.fp32.engine"}
+
+
+def test_dry_run_converts_fp16_graphs_without_tensorrt(tmp_path, tiny_clip_bundle, capsys):
+    from videploy.cli import main
+
+    assert main(["build", str(tiny_clip_bundle[1].bundle), "--dry-run", "--tensorrt-version", "11.0.0"]) == 0
+    assert "graph 'main': fp16 conversion checked" in capsys.readouterr().out

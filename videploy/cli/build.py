@@ -21,7 +21,12 @@ Precision:
   int8  needs a quantized graph with explicit Q/DQ nodes (variants["int8"]), which INT8
         calibration produces; implicit calibration no longer exists in TensorRT 11.
 
-Needs the tensorrt Python package and an NVIDIA GPU. --dry-run prints the plan without either.
+After the build every engine is checked against the ONNX graph on onnxruntime, on real decoded
+frames (AdaFocusV3: through the whole chain, every exit), within a tolerance per precision; the
+result goes into the manifest, and a failure leaves the bundle unchanged (--no-verify skips it).
+
+Needs the tensorrt Python package and an NVIDIA GPU. --dry-run prints the plan without either
+(give --tensorrt-version), converting fp16 graphs in memory to check that they convert.
 """
 
 EPILOG = """\
@@ -47,7 +52,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--precision", choices=("fp32", "fp16", "int8"), default="fp16", help="engine precision (default fp16)")
     p.add_argument("--workspace-gb", type=float, metavar="GB", help="builder workspace limit (default: TensorRT's, all device memory)")
     p.add_argument("--timing-cache", metavar="FILE", help="timing cache to start from and update (shared across bundles)")
-    p.add_argument("--dry-run", action="store_true", help="print the build plan (profiles, flags, files) and stop")
+    p.add_argument("--dry-run", action="store_true", help="print the build plan (profiles, flags, files) and stop; fp16 graphs are converted in memory and checked")
+    p.add_argument("--no-verify", action="store_true", help="skip comparing the engines with the ONNX graphs on onnxruntime after the build")
+    p.add_argument("--video", metavar="PATH", help="video whose frames the engines are verified on (default: the sample clip)")
     p.add_argument("--tensorrt-version", metavar="X.Y.Z", help="with --dry-run: plan for this TensorRT version instead of the installed one")
     p.set_defaults(func=run)
     return p
@@ -60,16 +67,16 @@ def run(args: argparse.Namespace) -> int:
 
     from videploy.bundle.bundle import Bundle
     from videploy.errors import VideployError
-    from videploy.export.tensorrt_build import build_engines, plan_build
+    from videploy.export.tensorrt_build import build_engines, check_conversions, plan_build
     from videploy.optional import require
 
     out = stdout_console()
     err = Console(stderr=True)
     if args.dry_run:
-        manifest = Bundle.open(args.bundle).manifest
+        bundle = Bundle.open(args.bundle)
         version = args.tensorrt_version or str(require("tensorrt", "planning a TensorRT build (or pass --tensorrt-version)").__version__)
-        plan = plan_build(manifest, args.precision, version, args.workspace_gb, args.timing_cache)
-        for line in plan.describe():
+        plan = plan_build(bundle.manifest, args.precision, version, args.workspace_gb, args.timing_cache)
+        for line in plan.describe() + check_conversions(bundle, plan):
             out.print(line, highlight=False)
         return 0
     if args.tensorrt_version:
@@ -80,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
             status.update(f"{msg} ...")
             err.log(msg)
 
-        manifest, plan = build_engines(args.bundle, args.precision, args.workspace_gb, args.timing_cache, progress)
+        manifest, plan = build_engines(args.bundle, args.precision, args.workspace_gb, args.timing_cache, progress, verify=not args.no_verify, video=args.video)
     for line in plan.describe():
         out.print(line, highlight=False)
     for g in manifest.graphs:

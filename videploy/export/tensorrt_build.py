@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import logging
+import math
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
@@ -38,6 +39,7 @@ from videploy.bundle.manifest import PRECISIONS, Manifest, write_manifest
 from videploy.bundle.writer import updating_bundle
 from videploy.errors import VideployError
 from videploy.optional import require
+from videploy.runtime.compare import Tolerance, VerificationReport, compare_backends
 
 log = logging.getLogger(__name__)
 
@@ -197,14 +199,32 @@ def updated_manifest(manifest: Manifest, plan: BuildPlan, built_at: str | None =
 
 
 # --- the TensorRT part (needs TensorRT and a GPU) ----------------------------------------------
+# Engine vs ONNX (onnxruntime) agreement per precision: fp32 is TensorRT's own kernels (TF32 off),
+# fp16 halves the mantissa (DESIGN: ~1e-2 relative), INT8 is judged by agreement (cosine, top-1).
+ENGINE_TOLERANCE = {
+    "fp32": Tolerance(rtol=1e-3, atol=1e-3, min_cosine=0.9999),
+    "fp16": Tolerance(rtol=2e-2, atol=2e-2, min_cosine=0.999),
+    "int8": Tolerance(rtol=math.inf, atol=math.inf, min_cosine=0.99),
+}
+VERIFY_BATCHES = (1, 2)
+
+
 def build_engines(
     bundle: BundleLike,
     precision: str = "fp16",
     workspace_gb: float | None = None,
     timing_cache: str | Path | None = None,
     progress: Callable[[str], None] | None = None,
+    verify: bool = True,
+    video: str | Path | None = None,
 ) -> tuple[Manifest, BuildPlan]:
-    """Build one engine per graph of ``bundle`` and record them in its manifest (atomically)."""
+    """Build one engine per graph of ``bundle`` and record them in its manifest (atomically).
+
+    ``verify``: every engine is then run through the runtime's path (AdaFocusV3: the chain, every
+    exit) against the bundle's ONNX graphs on onnxruntime, on real decoded frames (``video``, else
+    the sample clip), within :data:`ENGINE_TOLERANCE` for the precision; the report goes into the
+    manifest (``provenance.tensorrt.verification``), and a failure leaves the bundle as it was.
+    """
     say = progress or (lambda msg: None)
     bundle = Bundle.of(bundle)
     manifest = bundle.manifest
@@ -229,8 +249,62 @@ def build_engines(
             external_cache.parent.mkdir(parents=True, exist_ok=True)
             external_cache.write_bytes(cache_bytes)
         manifest = updated_manifest(manifest, plan)
+        if verify:
+            say(f"verifying the {precision} engines against the ONNX graphs on onnxruntime, on real frames")
+            report = verify_engines(Bundle(stage, manifest), precision, video)
+            if not report.passed:
+                failed = report.failures()
+                listed = "\n  ".join(r.describe() for r in failed[:10])
+                raise VideployError(
+                    f"the {precision} TensorRT engines differ from the ONNX graphs beyond the tolerance "
+                    f"({report.tolerance.criterion()}):\n  {listed}\nthe bundle was left unchanged; try --precision fp32, or --no-verify to keep them anyway"
+                )
+            trt_prov = dict(manifest.provenance.get("tensorrt", {}))
+            trt_prov["verification"] = {**trt_prov.get("verification", {}), precision: report.to_dict()}
+            manifest = manifest.with_updates(provenance={**manifest.provenance, "tensorrt": trt_prov})
         write_manifest(stage, manifest)
     return Bundle.open(bundle.root).manifest, plan
+
+
+def verify_engines(bundle: Bundle, precision: str, video: str | Path | None = None) -> VerificationReport:
+    """The ``precision`` engines of ``bundle`` vs its ONNX graphs on onnxruntime (CPU), through the runtime."""
+    from videploy.export.verify import batch_of, real_views
+    from videploy.runtime.backends.onnxruntime import OnnxRuntimeBackend
+    from videploy.runtime.backends.tensorrt import TensorRTBackend
+
+    view, description = real_views(bundle.manifest.preprocessing, video)
+    rng = bundle.manifest.batch
+    sizes = sorted({min(max(n, rng.min), rng.max) for n in VERIFY_BATCHES})
+    reference = OnnxRuntimeBackend(bundle)
+    candidate = TensorRTBackend(bundle, precision=precision)
+    try:
+        return compare_backends(reference, candidate, [batch_of(view, n) for n in sizes], description, ENGINE_TOLERANCE[precision])
+    finally:
+        candidate.close()
+        reference.close()
+
+
+def check_conversions(bundle: Bundle, plan: BuildPlan) -> list[str]:
+    """What ``--dry-run`` can check without TensorRT: every graph the plan converts to fp16 converts,
+    passes the ONNX checker with full type inference and loads in onnxruntime. Lines for the plan."""
+    onnx = require("onnx", "checking fp16 conversions")
+    ort = require("onnxruntime", "checking fp16 conversions")
+    from videploy.export.fp16 import convert_to_fp16
+
+    lines = []
+    for g in plan.graphs:
+        if g.convert_from is None:
+            continue
+        try:
+            converted = convert_to_fp16(onnx.load(str(bundle.path(g.convert_from))))
+            onnx.checker.check_model(converted, full_check=True)
+            ort.InferenceSession(converted.SerializeToString(), providers=["CPUExecutionProvider"])
+        except VideployError:
+            raise
+        except Exception as exc:  # onnx / onnxruntime raise their own exception types
+            raise VideployError(f"graph '{g.role}' does not convert to a valid fp16 graph ({' '.join(str(exc).split())[:500]}); build --precision fp32 instead") from exc
+        lines.append(f"graph '{g.role}': fp16 conversion checked (ONNX checker with type inference, onnxruntime loads it)")
+    return lines
 
 
 def _write_fp16(src: Path, dst: Path) -> None:
