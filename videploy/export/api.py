@@ -25,7 +25,7 @@ import numpy as np
 
 from videploy import __version__
 from videploy.bundle.manifest import ROLES, BatchRange, GraphSpec, Manifest, TensorSpec, read_manifest, write_manifest
-from videploy.bundle.writer import staged_bundle
+from videploy.bundle.writer import prepare_output, staged_bundle
 from videploy.errors import VideployError
 from videploy.export.verify import DEFAULT_BATCH_SIZES, Tolerance, VerificationReport
 
@@ -249,11 +249,8 @@ def export_bundle(
     if label_path is not None and not label_path.is_file():
         raise VideployError(f"label file {str(label_path)!r} does not exist")
     output = Path(output)
-    if output.exists() and not overwrite:
-        raise VideployError(f"output {str(output)!r} already exists; choose another -o directory or pass --overwrite")
-    if output.exists() and not (output / "manifest.json").is_file():
-        # staged_bundle refuses this too, but only after minutes of export work
-        raise VideployError(f"refusing to overwrite {str(output)!r}: it is not a videploy bundle")
+    # staged_bundle checks this too, but only after minutes of export work
+    prepare_output(output, overwrite)
 
     t = time.perf_counter()
     say("building the model")
