@@ -33,7 +33,6 @@ from videploy.bench.timing import (
     Case,
     Clock,
     Timing,
-    finite_or_none,
     measure_interleaved,
     speedup,
 )
@@ -43,6 +42,7 @@ from videploy.calibration.exit_thresholds import (
     thresholds_for_budget,
 )
 from videploy.errors import VideployError
+from videploy.jsonsafe import encode_float
 from videploy.runtime.recognizer import Prediction, Recognizer
 from videploy.runtime.video import VideoInput
 
@@ -56,7 +56,7 @@ class ExitThresholds:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "values": [_jf(x) for x in self.values],
+            "values": [encode_float(x) for x in self.values],
             "source": self.source,
             "budget_gflops": self.budget,
             "expected_gflops": self.expected_gflops,
@@ -164,9 +164,9 @@ class Comparison:
             "baseline": a,
             "candidate": b,
             "cases": {n: {**self.timings[n].to_dict(), **self.accounting[n].to_dict()} for n in self.names},
-            "speedup": finite_or_none(self.speedup),
-            "time_ratio": finite_or_none(speedup(self.timings[b], self.timings[a])),
-            "gflops_ratio": finite_or_none(self.gflops_ratio),
+            "speedup": encode_float(self.speedup),
+            "time_ratio": encode_float(speedup(self.timings[b], self.timings[a])),
+            "gflops_ratio": encode_float(self.gflops_ratio),
         }
         if self.identical_results is not None:
             d["identical_results"] = self.identical_results
@@ -219,7 +219,3 @@ def _compare(
         )
     names = tuple(runs)
     return Comparison(names=(names[0], names[1]), timings=timings, accounting=accounting, identical_results=identical)
-
-
-def _jf(x: float) -> float | str:
-    return x if math.isfinite(x) else ("inf" if x > 0 else "-inf")

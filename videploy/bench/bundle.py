@@ -47,12 +47,12 @@ from videploy.bench.timing import (
     Case,
     Clock,
     Timing,
-    finite_or_none,
     measure_interleaved,
     speedup,
 )
 from videploy.bundle.manifest import Manifest, read_manifest
 from videploy.errors import VideployError
+from videploy.jsonsafe import encode_float
 from videploy.runtime.recognizer import Recognizer
 from videploy.runtime.samples import sample_video_path
 from videploy.runtime.video import load_video
@@ -81,7 +81,7 @@ class GraphResult:
             "gflops_per_row": self.gflops_per_row,
             "reference": self.reference,
             "backends": {n: t.to_dict() for n, t in self.timings.items()},
-            "speedup": {n: finite_or_none(self.speedup(n)) for n in self.timings},
+            "speedup": {n: encode_float(self.speedup(n)) for n in self.timings},
         }
 
 

@@ -159,7 +159,7 @@ def _check_relpath(path: str, value: Any) -> str:
 def _check_keys(path: str, d: Mapping[str, Any], known: set[str], what: str) -> None:
     unknown = set(d) - known
     if unknown:
-        raise _fail(f"{path}.{sorted(unknown)[0]}" if path else sorted(unknown)[0], f"is not a {what} field; known fields: {sorted(known)}")
+        raise _fail(f"{path}.{min(unknown)}" if path else min(unknown), f"is not a {what} field; known fields: {sorted(known)}")
 
 
 @dataclass(frozen=True)

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import shlex
 from typing import Any
+from videploy import jsonsafe
 
 DESCRIPTION = """\
 Measure how fast a bundle runs here, and report it the way that survives a noisy machine:
@@ -145,7 +145,7 @@ def run(args: argparse.Namespace) -> int:
         progress=None if args.json else (lambda msg: err.print(f"[dim]{msg}[/]")),
     )
     if args.json:
-        print(json.dumps(report.to_dict(), indent=2))
+        print(jsonsafe.dumps(report.to_dict(), indent=2))
     else:
         print_report(Console(highlight=False), report)
     return 0

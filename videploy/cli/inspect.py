@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import Any
+from videploy import jsonsafe
 
 DESCRIPTION = """\
 Show a bundle's manifest as a summary: the model and whether its weights are real or RANDOM,
@@ -56,10 +56,10 @@ def run(args: argparse.Namespace) -> int:
     from videploy.bundle.manifest import read_manifest
 
     root = Path(args.bundle)
-    m = read_manifest(root)
+    m = read_manifest(root, check_graphs=True)
     out = Console(soft_wrap=True)
     if args.json:
-        out.print_json(json.dumps(m.to_dict()))
+        out.print_json(jsonsafe.dumps(m.to_dict()))
         return 0
 
     if m.weights:

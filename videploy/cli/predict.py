@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import math
 from pathlib import Path
 from typing import Any, Iterator
+from videploy import jsonsafe
+from videploy.jsonsafe import encode_float
 
 DESCRIPTION = """\
 Run an exported bundle on real videos, without PyTorch: the runtime decodes each video with
@@ -200,7 +201,7 @@ def run(args: argparse.Namespace) -> int:
             "random_weights": rec.random_weights,
             "views": {"clips": views[0], "crops": views[1]},
             "thresholds": None if not adaptive else {
-                "values": [_jf(t) for t in (thresholds if thresholds is not None else rec.adaptive.thresholds())],
+                "values": [encode_float(t) for t in (thresholds if thresholds is not None else rec.adaptive.thresholds())],
                 "source": "budget" if budget_info else ("call" if args.thresholds else ("bundle" if m.early_exit.thresholds else "none (all steps)")),
                 **({"budget": budget_info} if budget_info else {}),
             },
@@ -209,7 +210,7 @@ def run(args: argparse.Namespace) -> int:
             "errors": [{"source": s, "error": e} for s, e in failures],
             "visualizations": written,
         }
-        print(json.dumps(doc, indent=2))
+        print(jsonsafe.dumps(doc, indent=2))
     else:
         _print_tables(out, rec, args, results, thresholds, budget_info, written)
     for source_name, message in failures:
@@ -223,9 +224,6 @@ def _visualize_written(result: Any, path: Path) -> Path:
 
     return write_visualization(result, path)
 
-
-def _jf(x: float) -> float | str:
-    return x if math.isfinite(x) else ("inf" if x > 0 else "-inf")
 
 
 def _print_tables(out: Any, rec: Any, args: argparse.Namespace, results: list, thresholds: list[float] | None, budget_info: dict | None, written: list[str]) -> None:

@@ -357,5 +357,5 @@ def export_bundle(
             opset=opset_used,
         )
         write_manifest(stage_dir, manifest)
-        manifest = read_manifest(stage_dir)  # what the runtime will see, files checked
+        manifest = read_manifest(stage_dir, check_graphs=True)  # what the runtime will see, files and graphs checked
     return ExportResult(output, manifest, report, tuple(warnings), time.perf_counter() - t_start, stages)

@@ -30,6 +30,7 @@ import numpy as np
 
 from videploy.bundle.manifest import EarlyExit, Preprocessing
 from videploy.errors import VideployError
+from videploy.jsonsafe import encode_float
 from videploy.optional import require
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -111,7 +112,7 @@ class VerificationReport:
             d = asdict(r)
             d["shape"] = list(r.shape)
             for k in ("max_abs", "max_rel", "cosine"):
-                d[k] = _json_float(d[k])
+                d[k] = encode_float(d[k])
             rows.append(d)
         return {
             "passed": self.passed,
@@ -122,14 +123,6 @@ class VerificationReport:
             "criterion": self.tolerance.criterion(),
             "outputs": rows,
         }
-
-
-def _json_float(x: float) -> float | str:
-    if math.isnan(x):
-        return "nan"
-    if math.isinf(x):
-        return "inf" if x > 0 else "-inf"
-    return float(x)
 
 
 def compare(graph: str, output: str, call: str, ref: np.ndarray, got: np.ndarray, tol: Tolerance) -> OutputReport:

@@ -21,6 +21,7 @@ from typing import Any, Callable, Iterable, Sequence, Union
 import numpy as np
 
 from videploy.bundle.manifest import Manifest, read_manifest
+from videploy import jsonsafe
 from videploy.errors import VideployError
 from videploy.runtime.adaptive import AdaptiveRunner, Cube
 from videploy.runtime.backends import Backend, backend_class
@@ -92,18 +93,14 @@ class Prediction:
                 "exit_step": a.exit_step,
                 "num_steps": a.num_steps,
                 "full_gflops": a.full_gflops,
-                "thresholds": [_json_float(x) for x in a.thresholds],
+                "thresholds": list(a.thresholds),
                 "entropies": a.entropies,
                 "cubes": [
                     {"step": c.step, "frames": list(c.frames), "sampled": list(c.sampled), "box_xyxy": list(c.box), "action_yx_scale": list(c.action)}
                     for c in a.cubes
                 ],
             }
-        return d
-
-
-def _json_float(x: float) -> float | str:
-    return x if math.isfinite(x) else ("inf" if x > 0 else "-inf")
+        return jsonsafe.encode(d)
 
 
 def load(
@@ -137,7 +134,7 @@ class Recognizer:
         **backend_options: Any,
     ):
         self.bundle_dir = Path(bundle_dir)
-        self.manifest: Manifest = read_manifest(self.bundle_dir)
+        self.manifest: Manifest = read_manifest(self.bundle_dir, check_graphs=True)
         m = self.manifest
         if isinstance(backend, Backend):
             self.backend = backend
