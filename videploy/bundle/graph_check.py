@@ -192,7 +192,8 @@ def _compare(m: Manifest, role: str, file: str, kind: str, spec: TensorSpec, vi:
         raise VideployError(f"{what}: the graph has rank {len(dims)} {_fmt(dims)}, the manifest says rank {len(spec.shape)} {list(spec.shape)}; {fix}")
     for axis, (g, s) in enumerate(zip(dims, spec.shape)):
         if isinstance(g, int) and isinstance(s, int) and g != s:
-            raise VideployError(f"{what}: axis {axis} is {g} in the graph, {s} in the manifest (shape {_fmt(dims)} vs {list(spec.shape)}); {fix}")
+            source = f", from its {want[axis][1]} = {want[axis][0]}" if axis in want else ""
+            raise VideployError(f"{what}: axis {axis} is {g} in the graph, {s} in the manifest{source} (shape {_fmt(dims)} vs {list(spec.shape)}); {fix}")
         if axis == 0 and isinstance(g, int) and isinstance(s, str) and not (m.batch.min == m.batch.max == g):
             raise VideployError(
                 f"{what}: the graph has a fixed batch of {g}, but the manifest's batch range is {m.batch.min}..{m.batch.max}; {fix}"
