@@ -234,7 +234,7 @@ def test_crash_at_every_step_leaves_a_usable_bundle(tmp_path, toy, step, existin
     assert _usable(target) == "next" and _siblings(tmp_path) == ["b"]
 
 
-def test_full_export_killed_between_the_renames(tmp_path):
+def test_full_export_killed_between_the_renames(tmp_path, toy):
     """One real export (tiny model) stopped with the old bundle moved aside and the new one not yet in place."""
     script = textwrap.dedent(
         """
@@ -244,12 +244,11 @@ def test_full_export_killed_between_the_renames(tmp_path):
         from tests.export.tiny_models import TinyClipNet
 
         out, stop_at = sys.argv[1], sys.argv[2]
-        export_bundle(TinyClipNet(), out, name="tiny_clip", overwrite=True)
         writer._step_hook = lambda step: os._exit(77) if step == stop_at else None
         export_bundle(TinyClipNet(), out, name="tiny_clip_v2", overwrite=True)
         """
     )
-    target = tmp_path / "b"
+    target = _make(toy, tmp_path / "b", "old")
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     proc = subprocess.run([sys.executable, "-c", script, str(target), "rename-new-to-target"], env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert proc.returncode == 77, proc.stderr[-2000:]
