@@ -188,3 +188,29 @@ def test_limits_are_documented():
     doc = (Path(__file__).resolve().parents[2] / "docs" / "architecture.md").read_text()
     for name in ("MAX_FRAMES", "MAX_SIDE", "MAX_VIEW_VALUES", "MAX_CLASSES", "MAX_BATCH", "MAX_STEPS", "MAX_JSON_DEPTH", "MAX_MANIFEST_BYTES"):
         assert name in doc and hasattr(mf, name)
+
+
+def test_inspect_shows_non_finite_verification_numbers(tmp_path, capsys, monkeypatch):
+    """A failed verification records "inf" / "nan" (strict JSON); the summary shows them instead of crashing."""
+    import videploy.bundle.manifest as manifest_module
+    from videploy.cli import main
+
+    d = _main_manifest().to_dict()
+    d["verification"] = {
+        "passed": False,
+        "outputs": [
+            {"graph": "main", "output": "logits", "call": "batch 1", "max_abs": "inf", "max_rel": "nan", "cosine": 0.0, "top1": None, "passed": False},
+            {"graph": "main", "output": "logits", "call": "batch 2", "max_abs": 1e-6, "max_rel": 1e-5, "cosine": 1.0, "top1": 1.0, "passed": True},
+            {"graph": "main", "output": "ids", "call": "batch 1", "exact": True},
+        ],
+    }
+    bundle = _write(tmp_path, d)
+    for rel in ("main.onnx", "labels.txt"):
+        (bundle / rel).write_bytes(b"x")  # placeholders: skip the graph check, this is about the summary
+    real = manifest_module.read_manifest
+    monkeypatch.setattr(manifest_module, "read_manifest", lambda root, check_graphs=False, **kw: real(root, **kw))
+    assert main(["inspect", str(bundle)]) == 0
+    out = capsys.readouterr().out
+    assert "inf" in out and "FAILED" in out
+    d["verification"]["outputs"][0]["max_abs"] = "big"
+    _refused(tmp_path, d, "verification.outputs[0].max_abs")
