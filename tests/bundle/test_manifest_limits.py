@@ -214,3 +214,15 @@ def test_inspect_shows_non_finite_verification_numbers(tmp_path, capsys, monkeyp
     assert "inf" in out and "FAILED" in out
     d["verification"]["outputs"][0]["max_abs"] = "big"
     _refused(tmp_path, d, "verification.outputs[0].max_abs")
+
+
+def test_huge_label_file_is_not_read_whole(tmp_path):
+    from videploy.runtime.labels import read_labels
+
+    labels = tmp_path / "labels.txt"
+    with open(labels, "wb") as f:  # sparse: 8 GiB of apparent size, no disk
+        f.truncate(8 << 30)
+    with pytest.raises(VideployError, match="larger than"):
+        read_labels(labels, 10)
+    labels.write_text("\n".join(f"class {i}" for i in range(10)))
+    assert read_labels(labels, 10)[9] == "class 9"

@@ -205,7 +205,7 @@ def build_engines(
 ) -> tuple[Manifest, BuildPlan]:
     """Build one engine per graph of ``bundle`` and record them in its manifest (atomically)."""
     say = progress or (lambda msg: None)
-    manifest = read_manifest(bundle)
+    manifest = read_manifest(bundle, check_graphs=True)
     trt = require("tensorrt", "building TensorRT engines")
     plan = plan_build(manifest, precision, str(trt.__version__), workspace_gb, timing_cache)
     external_cache = Path(timing_cache) if timing_cache is not None else None
