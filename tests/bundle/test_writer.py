@@ -106,6 +106,21 @@ def test_no_space_while_writing(tmp_path, toy):
     assert _usable(target) == "old" and _siblings(tmp_path) == ["b"]
 
 
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full (Linux)")
+def test_real_full_device_while_saving_onnx(tmp_path, toy):
+    """onnx.save_model onto a device that answers ENOSPC (/dev/full): the error is the writer's one line."""
+    import onnx
+
+    target = _make(toy, tmp_path / "b", "old")
+    proto = onnx.load(str(toy / "main.onnx"))
+    with pytest.raises(VideployError, match="No space left on device") as err:
+        with staged_bundle(target, overwrite=True) as stage:
+            (stage / "main.onnx").symlink_to("/dev/full")
+            onnx.save_model(proto, str(stage / "main.onnx"))
+    assert str(target) in str(err.value)
+    assert _usable(target) == "old" and _siblings(tmp_path) == ["b"]
+
+
 def test_permission_denied_during_the_swap_keeps_the_old_bundle(tmp_path, toy, monkeypatch):
     target = _make(toy, tmp_path / "b", "old")
     real = os.rename
