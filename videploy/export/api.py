@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 import numpy as np
 
 from videploy import __version__
-from videploy.bundle.manifest import ROLES, BatchRange, GraphSpec, Manifest, TensorSpec, read_manifest, write_manifest
+from videploy.bundle.manifest import MAX_BATCH, ROLES, BatchRange, GraphSpec, Manifest, TensorSpec, read_manifest, write_manifest
 from videploy.bundle.writer import prepare_output, staged_bundle
 from videploy.errors import VideployError
 from videploy.export.verify import DEFAULT_BATCH_SIZES, Tolerance, VerificationReport
@@ -81,6 +81,8 @@ def parse_batch(spec: str | int | BatchRange | None) -> BatchRange:
         raise VideployError(f"--batch {spec!r} has {len(parts)} fields; use N, MIN:MAX or MIN:OPT:MAX")
     if not 1 <= lo <= opt <= hi:
         raise VideployError(f"--batch {spec!r} must satisfy 1 <= min <= opt <= max")
+    if hi > MAX_BATCH:
+        raise VideployError(f"--batch {spec!r}: the maximum batch must be at most {MAX_BATCH} (a bundle's limit)")
     return BatchRange(lo, opt, hi)
 
 
