@@ -5,8 +5,11 @@ A bundle is a directory written by ``videploy.export`` and read by ``videploy.ru
 cache). This module is the contract between the two sides, so it imports neither torch nor
 onnx: an edge device reads it with the standard library alone.
 
-Every field is validated on load; an error names the field (as a dotted path such as
-``graphs[1].inputs[0].dtype``) and says what was expected.
+A manifest is untrusted input. Every field is validated on load -- type, finiteness and a range
+from the named limits below (:data:`LIMITS`, also in docs/architecture.md) -- before anything is
+allocated from it; the file's size and nesting depth are bounded before ``json.loads``. An error
+names the field (as a dotted path such as ``graphs[1].inputs[0].dtype``), shows the bad value and
+says what was expected.
 """
 
 from __future__ import annotations
@@ -619,10 +622,11 @@ def expected_dims(m: Manifest) -> dict[tuple[str, str, str], dict[int, tuple[int
 
 def _check_specs_against_fields(m: Manifest) -> None:
     """The graph specs must agree with preprocessing / num_classes / early_exit (static sizes only)."""
+    table = expected_dims(m)
     for gi, g in enumerate(m.graphs):
         for kind, specs in (("in", g.inputs), ("out", g.outputs)):
             for ti, t in enumerate(specs):
-                want = expected_dims(m).get((g.role, kind, t.name))
+                want = table.get((g.role, kind, t.name))
                 if not want:
                     continue
                 where = f"graphs[{gi}].{'inputs' if kind == 'in' else 'outputs'}[{ti}].shape"
