@@ -196,3 +196,14 @@ def test_header_read_skips_weights(bundles):
     assert [list(t.dims) for t in header.initializer] == [list(t.dims) for t in full.initializer]
     assert all(not t.raw_data and not t.float_data for t in header.initializer)
     assert [n.name for n in header.input] == [n.name for n in full.input]
+
+
+def test_precision_variants_are_checked_too(bundles, tmp_path):
+    def mutate(d):
+        d["graphs"][0]["variants"] = {"fp16": "main.fp16.onnx"}
+
+    bundle = edited(bundles, "static", tmp_path, mutate)
+    shutil.copy(bundles["static"] / "main.onnx", bundle / "main.fp16.onnx")
+    check_graphs(bundle, read_manifest(bundle))
+    shutil.copy(bundles["static8"] / "main.onnx", bundle / "main.fp16.onnx")  # 8 frames under a 4-frame manifest
+    refused(bundle, "main.fp16.onnx", "axis 1 is 8 in the graph, 4 in the manifest")

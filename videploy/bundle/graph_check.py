@@ -19,7 +19,7 @@ import io
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from videploy.bundle.manifest import Manifest, TensorSpec, expected_dims
+from videploy.bundle.manifest import GraphSpec, Manifest, TensorSpec, expected_dims
 from videploy.errors import VideployError
 from videploy.optional import require
 
@@ -247,46 +247,51 @@ def _step_table_sizes(graph: Any, step_input: str = "step") -> list[tuple[str, i
 
 
 def check_graphs(bundle_dir: str | Path, manifest: Manifest) -> None:
-    """Compare every graph file of the bundle with the manifest; raise one :class:`VideployError` on the first mismatch.
+    """Compare every ONNX file of the bundle with the manifest; raise one :class:`VideployError` on the first mismatch.
 
-    Checks, per graph: the inputs the runtime feeds exist and are the graph's only non-constant
-    inputs; the outputs it fetches exist; dtypes, ranks and static sizes agree (including the sizes
-    the manifest's preprocessing, ``num_classes`` and ``early_exit`` imply); a static batch axis fits
-    the batch range; for AdaFocusV3, tables the local graph gathers by ``step`` have ``num_steps``
-    rows. Dynamic (symbolic) graph axes are not constrained. Engines and variants are not read.
+    Checks, per graph (and per precision variant, which keeps the graph's I/O types): the inputs
+    the runtime feeds exist and are the graph's only non-constant inputs; the outputs it fetches
+    exist; dtypes, ranks and static sizes agree (including the sizes the manifest's preprocessing,
+    ``num_classes`` and ``early_exit`` imply); a static batch axis fits the batch range; for
+    AdaFocusV3, tables the local graph gathers by ``step`` have ``num_steps`` rows. Dynamic
+    (symbolic) graph axes are not constrained. TensorRT engines are not read.
     """
     root = Path(bundle_dir)
     want_all = expected_dims(manifest)
     for g in manifest.graphs:
-        path = root / g.file
-        graph = read_graph_header(path)
-        consts = {t.name for t in graph.initializer}
-        real_inputs = {vi.name: vi for vi in graph.input if vi.name not in consts}
-        outputs = {vi.name: vi for vi in graph.output}
-        fix = "the manifest does not describe this graph; re-export the bundle (or fix manifest.json)"
-        for spec in g.inputs:
-            if spec.name not in real_inputs:
-                raise VideployError(f"graph '{g.role}' ({g.file}) has no input {spec.name!r}, which the manifest lists; the graph's inputs are {sorted(real_inputs)}; {fix}")
-        extra = sorted(set(real_inputs) - {s.name for s in g.inputs})
-        if extra:
-            raise VideployError(
-                f"graph '{g.role}' ({g.file}) takes input(s) {extra} that the manifest does not list (it lists {[s.name for s in g.inputs]}), "
-                f"so the runtime could not feed them; {fix}"
-            )
-        for spec in g.outputs:
-            if spec.name not in outputs:
-                raise VideployError(f"graph '{g.role}' ({g.file}) has no output {spec.name!r}, which the manifest lists; the graph's outputs are {sorted(outputs)}; {fix}")
-        for kind, specs, table in (("in", g.inputs, real_inputs), ("out", g.outputs, outputs)):
-            for spec in specs:
-                _compare(manifest, g.role, g.file, kind, spec, table[spec.name], want_all.get((g.role, kind, spec.name), {}))
-        ee = manifest.early_exit
-        if ee is not None and g.role == "local" and "step" in real_inputs:
-            for name, rows in _step_table_sizes(graph):
-                if rows != ee.num_steps:
-                    raise VideployError(
-                        f"graph 'local' ({g.file}) selects per-step weights {name!r} with {rows} rows by its 'step' input, "
-                        f"but the manifest's early_exit.num_steps is {ee.num_steps}; {fix}"
-                    )
+        for rel in (g.file, *g.variants.values()):
+            _check_file(root, rel, g, manifest, want_all)
+
+
+def _check_file(root: Path, rel: str, g: GraphSpec, manifest: Manifest, want_all: dict) -> None:
+    graph = read_graph_header(root / rel)
+    consts = {t.name for t in graph.initializer}
+    real_inputs = {vi.name: vi for vi in graph.input if vi.name not in consts}
+    outputs = {vi.name: vi for vi in graph.output}
+    fix = "the manifest does not describe this graph; re-export the bundle (or fix manifest.json)"
+    for spec in g.inputs:
+        if spec.name not in real_inputs:
+            raise VideployError(f"graph '{g.role}' ({rel}) has no input {spec.name!r}, which the manifest lists; the graph's inputs are {sorted(real_inputs)}; {fix}")
+    extra = sorted(set(real_inputs) - {s.name for s in g.inputs})
+    if extra:
+        raise VideployError(
+            f"graph '{g.role}' ({rel}) takes input(s) {extra} that the manifest does not list (it lists {[s.name for s in g.inputs]}), "
+            f"so the runtime could not feed them; {fix}"
+        )
+    for spec in g.outputs:
+        if spec.name not in outputs:
+            raise VideployError(f"graph '{g.role}' ({rel}) has no output {spec.name!r}, which the manifest lists; the graph's outputs are {sorted(outputs)}; {fix}")
+    for kind, specs, table in (("in", g.inputs, real_inputs), ("out", g.outputs, outputs)):
+        for spec in specs:
+            _compare(manifest, g.role, rel, kind, spec, table[spec.name], want_all.get((g.role, kind, spec.name), {}))
+    ee = manifest.early_exit
+    if ee is not None and g.role == "local" and "step" in real_inputs:
+        for name, rows in _step_table_sizes(graph):
+            if rows != ee.num_steps:
+                raise VideployError(
+                    f"graph 'local' ({rel}) selects per-step weights {name!r} with {rows} rows by its 'step' input, "
+                    f"but the manifest's early_exit.num_steps is {ee.num_steps}; {fix}"
+                )
 
 
 __all__ = ["check_graphs", "read_graph_header", "MAX_GRAPH_BYTES", "ONNX_DTYPES"]
