@@ -13,7 +13,6 @@ machine and the command, ready to paste into notes; ``--json FILE`` keeps every 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 from pathlib import Path
@@ -21,6 +20,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import FULL, SMALL, export, header, log, markdown_table, ms
+from videploy import jsonsafe
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     lines += markdown_table(["family", "model", "graph", "batch", "GFLOPs/row", "ort ms", "ort IQR", "torch ms", "torch IQR", "ort speedup"], rows)
     print("\n".join(lines))
     if args.json:
-        Path(args.json).write_text(json.dumps(reports, indent=2))
+        Path(args.json).write_text(jsonsafe.dumps(reports, indent=2))
         log(f"wrote {args.json}")
     return 0
 

@@ -25,7 +25,6 @@ illustrate the mechanism.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 import time
@@ -34,6 +33,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import FULL, export, header, log, markdown_table
+from videploy import jsonsafe
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     print("\n".join(lines))
     if args.json:
-        Path(args.json).write_text(json.dumps(dump, indent=2))
+        Path(args.json).write_text(jsonsafe.dumps(dump, indent=2))
         log(f"wrote {args.json}")
     return 0
 

@@ -1,9 +1,22 @@
-"""The one JSON encoding of non-finite floats, for every JSON videploy writes.
+"""Strict JSON out: the one encoding of non-finite numbers for every JSON videploy writes.
 
-JSON has no NaN or infinities, and strict parsers reject the ``NaN`` / ``Infinity`` tokens that
-Python's ``json`` emits by default. videploy writes them as the strings ``"inf"``, ``"-inf"`` and
-``"nan"`` (finite numbers stay numbers) and always serialises with ``allow_nan=False``, so a
-non-finite value that slipped through is an error, never a non-standard token.
+JSON has no NaN or infinities. Python's ``json`` writes the tokens ``NaN`` / ``Infinity`` by
+default, which strict parsers (``jq``, JavaScript's ``JSON.parse``, Go, Rust's serde) reject. So
+videploy writes a non-finite float as a **string**:
+
+==========  ===========
+value       JSON
+==========  ===========
++infinity   ``"inf"``
+-infinity   ``"-inf"``
+NaN         ``"nan"``
+==========  ===========
+
+Strings rather than ``null`` because the sign of an infinity matters (an exit threshold of
+``-inf`` means "never exit here", ``inf`` "always exit"), and because a manifest written this way
+reads back exactly (:func:`decode_float`). Every writer goes through :func:`dumps`, which applies
+:func:`encode` and then ``json.dumps(..., allow_nan=False)``, so a missed float fails loudly
+instead of producing invalid JSON.
 """
 
 from __future__ import annotations
@@ -12,44 +25,48 @@ import json
 import math
 from typing import Any
 
-NONFINITE = {"inf": math.inf, "-inf": -math.inf, "nan": math.nan}
+NONFINITE = {"inf": math.inf, "+inf": math.inf, "-inf": -math.inf, "nan": math.nan}
 
 
 def encode_float(x: float) -> float | str:
-    """``x`` itself when finite, else ``"inf"``, ``"-inf"`` or ``"nan"``."""
+    """``x`` as a JSON value: the float itself when finite, else ``"inf"``, ``"-inf"`` or ``"nan"``."""
     x = float(x)
+    if math.isfinite(x):
+        return x
     if math.isnan(x):
         return "nan"
-    if math.isinf(x):
-        return "inf" if x > 0 else "-inf"
-    return x
+    return "inf" if x > 0 else "-inf"
 
 
 def decode_float(v: Any) -> float:
-    """The inverse of :func:`encode_float` (also accepts ``"+inf"``); raises ValueError otherwise."""
-    if isinstance(v, str):
-        key = v.strip().lower().lstrip("+") if v.strip().lower() in ("inf", "+inf", "-inf", "nan") else None
-        if key is None:
-            raise ValueError(f"not a number: {v!r}")
-        return NONFINITE[key]
+    """The inverse of :func:`encode_float`; raises ``ValueError`` for anything else (bools included)."""
+    if isinstance(v, str) and v in NONFINITE:
+        return NONFINITE[v]
     if isinstance(v, bool) or not isinstance(v, (int, float)):
-        raise ValueError(f"not a number: {v!r}")
+        raise ValueError(f"expected a number, 'inf', '-inf' or 'nan', got {v!r}")
     return float(v)
 
 
-def sanitize(obj: Any) -> Any:
-    """``obj`` with every float (in dicts, lists, tuples, numpy scalars) encoded by :func:`encode_float`."""
-    if isinstance(obj, dict):
-        return {k: sanitize(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [sanitize(v) for v in obj]
-    if isinstance(obj, float) or type(obj).__name__ in ("float32", "float64", "float16"):
+def encode(obj: Any) -> Any:
+    """``obj`` with every non-finite float (Python or numpy) encoded, tuples as lists, numpy scalars as Python ones."""
+    if isinstance(obj, bool) or obj is None or isinstance(obj, str):
+        return obj
+    if isinstance(obj, float):
         return encode_float(obj)
-    if type(obj).__name__.startswith(("int", "uint")) and hasattr(obj, "item"):
-        return obj.item()
+    if isinstance(obj, int):
+        return obj
+    if isinstance(obj, dict):
+        return {k: encode(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [encode(v) for v in obj]
+    # numpy scalars and arrays without importing numpy here (this module is dependency-free)
+    tolist = getattr(obj, "tolist", None)
+    if callable(tolist):
+        return encode(tolist())
     return obj
 
 
 def dumps(obj: Any, **kwargs: Any) -> str:
-    """``json.dumps`` of :func:`sanitize`\\ (obj), strict (``allow_nan=False``)."""
-    return json.dumps(sanitize(obj), allow_nan=False, **kwargs)
+    """``json.dumps`` that always writes strict JSON (non-finite floats as documented above)."""
+    kwargs["allow_nan"] = False
+    return json.dumps(encode(obj), **kwargs)

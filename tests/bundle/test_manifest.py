@@ -156,7 +156,7 @@ def _broken(mutate) -> dict:
         (lambda d: d["preprocessing"].update(sampling="dense"), "preprocessing.sampling"),
         (lambda d: d["preprocessing"].update(crop_size=[224]), "preprocessing.crop_size"),
         (lambda d: d["preprocessing"].update(mean=[0.5, 0.5]), "preprocessing.mean"),
-        (lambda d: d["preprocessing"].update(std=[0.5, 0.0, 0.5]), "preprocessing.std"),
+        (lambda d: d["preprocessing"].update(std=[0.5, 0.0, 0.5]), "preprocessing.std[1]"),
         (lambda d: d["preprocessing"].update(layout="BCTHW"), "preprocessing.layout"),
         (lambda d: d["preprocessing"].update(channel_order="YUV"), "preprocessing.channel_order"),
         (lambda d: d["preprocessing"].update(dtype="int8"), "preprocessing.dtype"),

@@ -26,7 +26,7 @@ def test_parse_batch(spec, expected):
     assert parse_batch(spec) == expected
 
 
-@pytest.mark.parametrize("spec", ["0", "4:2", "1:5:4", "a", "1:2:3:4", "", "2:1:3"])
+@pytest.mark.parametrize("spec", ["0", "4:2", "1:5:4", "a", "1:2:3:4", "", "2:1:3", "1:2048", "1000000"])
 def test_parse_batch_refuses(spec):
     with pytest.raises(VideployError, match="--batch"):
         parse_batch(spec)

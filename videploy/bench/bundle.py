@@ -40,7 +40,6 @@ from videploy.bench.timing import (
     Case,
     Clock,
     Timing,
-    finite_or_none,
     measure_interleaved,
     speedup,
 )
@@ -49,6 +48,7 @@ from videploy.calibration.fit_on_videos import ExitThresholds, resolve_exit_thre
 from videploy.bundle.manifest import Manifest
 from videploy.errors import VideployError
 from videploy.runtime.backends import BackendSpec
+from videploy.jsonsafe import encode_float
 from videploy.runtime.recognizer import Recognizer
 from videploy.runtime.samples import sample_video_path
 from videploy.runtime.video import load_video
@@ -77,7 +77,7 @@ class GraphResult:
             "gflops_per_row": self.gflops_per_row,
             "reference": self.reference,
             "backends": {n: t.to_dict() for n, t in self.timings.items()},
-            "speedup": {n: finite_or_none(self.speedup(n)) for n in self.timings},
+            "speedup": {n: encode_float(self.speedup(n)) for n in self.timings},
         }
 
 

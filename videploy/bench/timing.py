@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 from videploy.errors import VideployError
+from videploy.jsonsafe import encode_float
 
 Clock = Callable[[], float]
 
@@ -110,7 +111,7 @@ class Timing:
         return self.items / self.stats.median if self.stats.median > 0 else math.inf
 
     def to_dict(self) -> dict[str, Any]:
-        return {"items": self.items, "throughput_per_s": finite_or_none(self.throughput), **self.stats.to_dict()}
+        return {"items": self.items, "throughput_per_s": encode_float(self.throughput), **self.stats.to_dict()}
 
 
 def measure_interleaved(
@@ -155,8 +156,3 @@ def speedup(reference: Timing | Stats, other: Timing | Stats) -> float:
     if o.median <= 0:
         return math.inf
     return r.median / o.median
-
-
-def finite_or_none(x: float) -> float | None:
-    """JSON has no infinity or NaN: a ratio that is not a number becomes null."""
-    return x if math.isfinite(x) else None

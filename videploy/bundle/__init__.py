@@ -12,7 +12,8 @@ from videploy.bundle.manifest import (
     read_manifest,
     write_manifest,
 )
-from videploy.bundle.writer import staged_bundle, updating_bundle
+from videploy.bundle.graph_check import check_graphs
+from videploy.bundle.writer import prepare_output, repair_interrupted_swap, staged_bundle, updating_bundle
 
 __all__ = [
     "FORMAT_VERSION",
@@ -23,7 +24,10 @@ __all__ = [
     "Manifest",
     "Preprocessing",
     "TensorSpec",
+    "check_graphs",
+    "prepare_output",
     "read_manifest",
+    "repair_interrupted_swap",
     "staged_bundle",
     "updating_bundle",
     "write_manifest",

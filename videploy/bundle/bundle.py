@@ -35,9 +35,11 @@ class Bundle:
     # --- opening ----------------------------------------------------------------------------------
     @classmethod
     def open(cls, path: str | Path, check_files: bool = True) -> "Bundle":
-        """Read and validate ``path/manifest.json``; with ``check_files``, every file it names must exist inside."""
+        """Read and validate ``path/manifest.json`` (untrusted input: every field, and -- with
+        ``check_files`` -- every file it names, inside the bundle, and the ONNX graphs' real inputs and
+        outputs against it). A bundle an interrupted ``export --overwrite`` left missing is restored first."""
         root = Path(path)
-        bundle = cls(root, read_manifest(root, check_files=check_files))
+        bundle = cls(root, read_manifest(root, check_files=check_files, check_graphs=check_files))
         bundle.check_consistency()
         return bundle
 

@@ -19,6 +19,8 @@ from typing import Sequence
 
 import numpy as np
 
+from videploy.jsonsafe import encode_float
+
 from videploy.calibration.exit_thresholds import (
     ExitDistribution,
     ThresholdFitter,
@@ -48,7 +50,7 @@ class DynamicPoint:
         return {
             "q": self.q,
             "last_exit": self.last_exit,
-            "thresholds": [_json_float(x) for x in self.thresholds],
+            "thresholds": [encode_float(x) for x in self.thresholds],
             "exit_counts": list(self.exit_counts),
             "accuracy": self.accuracy,
             "gflops": self.gflops,
@@ -56,8 +58,6 @@ class DynamicPoint:
         }
 
 
-def _json_float(x: float) -> float | str:
-    return x if np.isfinite(x) else ("inf" if x > 0 else "-inf")
 
 
 def _check_logits(name: str, logits: np.ndarray) -> np.ndarray:

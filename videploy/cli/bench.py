@@ -6,6 +6,7 @@ import argparse
 import math
 import shlex
 from typing import Any
+from videploy import jsonsafe
 
 DESCRIPTION = """\
 Measure how fast a bundle runs here, and report it the way that survives a noisy machine:
@@ -119,7 +120,6 @@ def run(args: argparse.Namespace) -> int:
 
     from videploy.cli.options import stdout_console
 
-    from videploy import jsonsafe
     from videploy.bench.backends import parse_backends
     from videploy.bench.bundle import bench_bundle
     from videploy.cli.options import parse_thresholds

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 from typing import Any
+
+from videploy import jsonsafe
+from videploy.jsonsafe import decode_float
 
 DESCRIPTION = """\
 Show a bundle's manifest as a summary: the model and whether its weights are real or RANDOM,
@@ -47,6 +51,19 @@ def _size(path: Path) -> str:
     return ""  # pragma: no cover
 
 
+def _num(v: Any) -> float:
+    """A verification number as written by videploy.jsonsafe ("inf", "nan" strings included); -inf if absent."""
+    try:
+        return decode_float(v)
+    except ValueError:
+        return -math.inf
+
+
+def _fmt_num(v: Any, spec: str) -> str:
+    x = _num(v)
+    return format(x, spec) if math.isfinite(x) else str(v)
+
+
 def _shape(shape: tuple) -> str:
     return "(" + ", ".join(str(d) for d in shape) + ")"
 
@@ -56,7 +73,6 @@ def run(args: argparse.Namespace) -> int:
     from videploy.cli.options import stdout_console
     from rich.table import Table
 
-    from videploy import jsonsafe
     from videploy.bundle.bundle import Bundle
 
     bundle = Bundle.open(args.bundle)
@@ -122,19 +138,18 @@ def run(args: argparse.Namespace) -> int:
         worst: dict[str, dict] = {}
         for row in v.get("outputs", []):
             key = f"{row['graph']}.{row['output']}"
-            rel = row.get("max_rel")
             cur = worst.get(key)
-            if cur is None or (isinstance(rel, (int, float)) and isinstance(cur.get("max_rel"), (int, float)) and rel > cur["max_rel"]):
+            if cur is None or _num(row.get("max_rel")) > _num(cur.get("max_rel")):
                 worst[key] = row
         vt = Table()
         for col in ("output", "worst call", "max abs", "max rel", "cosine", "top-1"):
             vt.add_column(col, no_wrap=True)
         for key, row in worst.items():
             if row.get("exact"):
-                vt.add_row(key, row["call"], "exact" if row["passed"] else "DIFFERS", "", "", "")
+                vt.add_row(key, row["call"], "exact" if row.get("passed") else "DIFFERS", "", "", "")
             else:
-                top1 = "" if row.get("top1") is None else f"{row['top1']:.0%}"
-                vt.add_row(key, row["call"], f"{row['max_abs']:.2e}", f"{row['max_rel']:.2e}", f"{row['cosine']:.7f}", top1)
+                top1 = "" if row.get("top1") is None else _fmt_num(row["top1"], ".0%")
+                vt.add_row(key, row["call"], _fmt_num(row["max_abs"], ".2e"), _fmt_num(row["max_rel"], ".2e"), _fmt_num(row["cosine"], ".7f"), top1)
         out.print(vt)
 
     prov = dict(m.provenance)

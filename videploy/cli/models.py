@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 import inspect
-import json
 import sys
 from dataclasses import asdict, dataclass, field
 from typing import Any
+from videploy import jsonsafe
 
 DESCRIPTION = """\
 List the model zoo: every name 'videploy export' (and videploy.models.create) accepts, with its
@@ -268,7 +268,7 @@ def run(args: argparse.Namespace) -> int:
         doc: dict[str, Any] = {"models": [asdict(i) for i in infos]}
         if args.families:
             doc["families"] = fams
-        sys.stdout.write(json.dumps(doc, indent=2) + "\n")
+        sys.stdout.write(jsonsafe.dumps(doc, indent=2) + "\n")
         return 0
 
     out = stdout_console()

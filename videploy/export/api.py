@@ -24,8 +24,8 @@ import numpy as np
 
 from videploy import __version__
 from videploy.bundle.bundle import Bundle
-from videploy.bundle.manifest import ROLES, BatchRange, GraphSpec, Manifest, TensorSpec, write_manifest
-from videploy.bundle.writer import staged_bundle
+from videploy.bundle.manifest import MAX_BATCH, ROLES, BatchRange, GraphSpec, Manifest, TensorSpec, write_manifest
+from videploy.bundle.writer import prepare_output, staged_bundle
 from videploy.errors import VideployError
 from videploy.export.verify import DEFAULT_BATCH_SIZES
 from videploy.runtime.compare import Tolerance, VerificationReport
@@ -82,6 +82,8 @@ def parse_batch(spec: str | int | BatchRange | None) -> BatchRange:
         raise VideployError(f"--batch {spec!r} has {len(parts)} fields; use N, MIN:MAX or MIN:OPT:MAX")
     if not 1 <= lo <= opt <= hi:
         raise VideployError(f"--batch {spec!r} must satisfy 1 <= min <= opt <= max")
+    if hi > MAX_BATCH:
+        raise VideployError(f"--batch {spec!r}: the maximum batch must be at most {MAX_BATCH} (a bundle's limit)")
     return BatchRange(lo, opt, hi)
 
 
@@ -240,11 +242,8 @@ def export_bundle(
     if label_path is not None and not label_path.is_file():
         raise VideployError(f"label file {str(label_path)!r} does not exist")
     output = Path(output)
-    if output.exists() and not overwrite:
-        raise VideployError(f"output {str(output)!r} already exists; choose another -o directory or pass --overwrite")
-    if output.exists() and not (output / "manifest.json").is_file():
-        # staged_bundle refuses this too, but only after minutes of export work
-        raise VideployError(f"refusing to overwrite {str(output)!r}: it is not a videploy bundle")
+    # staged_bundle checks this too, but only after minutes of export work
+    prepare_output(output, overwrite)
 
     t = time.perf_counter()
     say("building the model")

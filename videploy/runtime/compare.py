@@ -24,6 +24,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from videploy.jsonsafe import encode_float
+
 from videploy.errors import VideployError
 from videploy.runtime.backends.base import Backend, Call
 
@@ -98,7 +100,7 @@ class VerificationReport:
             d = asdict(r)
             d["shape"] = list(r.shape)
             for k in ("max_abs", "max_rel", "cosine"):
-                d[k] = _json_float(d[k])
+                d[k] = encode_float(d[k])
             rows.append(d)
         return {
             "passed": self.passed,
@@ -111,12 +113,6 @@ class VerificationReport:
         }
 
 
-def _json_float(x: float) -> float | str:
-    if math.isnan(x):
-        return "nan"
-    if math.isinf(x):
-        return "inf" if x > 0 else "-inf"
-    return float(x)
 
 
 def compare(graph: str, output: str, call: str, ref: np.ndarray, got: np.ndarray, tol: Tolerance) -> OutputReport:

@@ -14,6 +14,9 @@ from pathlib import Path
 from videploy.errors import VideployError
 
 
+MAX_BYTES_PER_LABEL = 1024  # longest class name (+ CSV id) read per class
+
+
 def read_labels(path: str | Path, num_classes: int) -> tuple[str, ...]:
     """Class names in class order (length ``num_classes``)."""
     path = Path(path)
@@ -21,8 +24,15 @@ def read_labels(path: str | Path, num_classes: int) -> tuple[str, ...]:
         raise VideployError(f"label file {str(path)!r} does not exist; pass a file with one class name per line, or id,name CSV")
     if not path.is_file():
         raise VideployError(f"label file {str(path)!r} is not a regular file; pass a file with one class name per line, or id,name CSV")
+    limit = MAX_BYTES_PER_LABEL * num_classes + 4096  # a hostile bundle's label file is not read whole
     try:
-        text = path.read_text(encoding="utf-8-sig")
+        with open(path, "rb") as f:
+            data = f.read(limit + 1)
+        if len(data) > limit:
+            raise VideployError(f"label file {str(path)!r} is larger than {limit} bytes ({MAX_BYTES_PER_LABEL} per class); it is not a label file for {num_classes} classes")
+        text = data.decode("utf-8-sig")
+    except OSError as exc:
+        raise VideployError(f"cannot read label file {str(path)!r}: {exc.strerror or exc}") from exc
     except UnicodeDecodeError as exc:
         raise VideployError(f"label file {str(path)!r} is not UTF-8 text ({exc}); save it as UTF-8") from exc
     lines = [ln.strip() for ln in text.splitlines()]

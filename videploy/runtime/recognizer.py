@@ -22,6 +22,7 @@ import numpy as np
 
 from videploy.bundle.bundle import Bundle, BundleLike
 from videploy.bundle.manifest import Manifest
+from videploy import jsonsafe
 from videploy.errors import VideployError
 from videploy.jsonsafe import encode_float
 from videploy.runtime.adaptive import AdaptiveOutcome, AdaptiveRunner, Cube
@@ -116,7 +117,7 @@ class Prediction:
                     for c in a.cubes
                 ],
             }
-        return d
+        return jsonsafe.encode(d)
 
 
 def load(
