@@ -155,7 +155,7 @@ def test_damaged_graph_file(tmp_path, static_dir):
 
     d = shutil.copytree(static_dir, tmp_path / "b")
     (d / "main.onnx").write_bytes(b"garbage")
-    with pytest.raises(VideployError, match="cannot load graph 'main'.*re-export"):
+    with pytest.raises(VideployError, match="main.onnx' is not a valid ONNX model.*re-export"):
         OnnxRuntimeBackend(d)
 
 

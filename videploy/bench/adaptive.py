@@ -32,10 +32,10 @@ from videploy.bench.timing import (
     Case,
     Clock,
     Timing,
-    finite_or_none,
     measure_interleaved,
     speedup,
 )
+from videploy.jsonsafe import encode_float
 from videploy.runtime.recognizer import Prediction, Recognizer
 from videploy.runtime.video import VideoInput
 
@@ -110,9 +110,9 @@ class Comparison:
             "baseline": a,
             "candidate": b,
             "cases": {n: {**self.timings[n].to_dict(), **self.accounting[n].to_dict()} for n in self.names},
-            "speedup": finite_or_none(self.speedup),
-            "time_ratio": finite_or_none(speedup(self.timings[b], self.timings[a])),
-            "gflops_ratio": finite_or_none(self.gflops_ratio),
+            "speedup": encode_float(self.speedup),
+            "time_ratio": encode_float(speedup(self.timings[b], self.timings[a])),
+            "gflops_ratio": encode_float(self.gflops_ratio),
         }
         if self.identical_results is not None:
             d["identical_results"] = self.identical_results

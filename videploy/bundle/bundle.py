@@ -17,7 +17,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Union
 
-from videploy.bundle.manifest import EarlyExit, GraphSpec, Manifest, read_manifest
+from videploy.bundle import manifest as manifest_io
+from videploy.bundle.manifest import EarlyExit, GraphSpec, Manifest
 from videploy.errors import VideployError
 
 BundleLike = Union["Bundle", str, Path]
@@ -39,7 +40,7 @@ class Bundle:
         ``check_files`` -- every file it names, inside the bundle, and the ONNX graphs' real inputs and
         outputs against it). A bundle an interrupted ``export --overwrite`` left missing is restored first."""
         root = Path(path)
-        bundle = cls(root, read_manifest(root, check_files=check_files, check_graphs=check_files))
+        bundle = cls(root, manifest_io.read_manifest(root, check_files=check_files, check_graphs=check_files))
         bundle.check_consistency()
         return bundle
 

@@ -7,7 +7,7 @@ the same numbers per exit, and the fixed budgets glance only / all steps.
 from __future__ import annotations
 
 import csv
-import json
+from videploy import jsonsafe
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -58,7 +58,7 @@ def write_curve(curve: Curve, out: str | Path) -> dict[str, Path]:
     paths = curve_paths(out)
     plt = _pyplot()  # before writing anything: a missing matplotlib leaves no partial output
     paths["json"].parent.mkdir(parents=True, exist_ok=True)
-    paths["json"].write_text(json.dumps(curve.to_dict(), indent=2) + "\n")
+    paths["json"].write_text(jsonsafe.dumps(curve.to_dict(), indent=2) + "\n")
     with paths["csv"].open("w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["kind", "q", "gflops", "accuracy", "random_accuracy", "exit_counts"])
