@@ -172,3 +172,41 @@ def test_torch_backend_needs_the_exported_weights(tmp_path, adaptive_dir):
         TorchBackend(adaptive_dir, checkpoint=other)
     with pytest.raises(VideployError, match="does not exist"):
         TorchBackend(adaptive_dir, checkpoint=tmp_path / "missing.pth")
+
+
+def test_onnxruntime_io_binding_keeps_unfetched_outputs_as_handles(adaptive_dir, toy_adafocus):
+    """I/O binding (the GPU path) exercised on the CPU provider: same results, states handed back as handles."""
+    from tests.runtime.toys import S, SIZE
+    from videploy.runtime.adaptive import AdaptiveRunner
+    from videploy.runtime.backends.onnxruntime import DeviceValue, OnnxRuntimeBackend
+
+    videos = list(np.random.default_rng(3).standard_normal((5, S, 3, SIZE, SIZE)).astype(np.float32))
+    plain = AdaptiveRunner(OnnxRuntimeBackend(adaptive_dir, threads=1)).run(videos, thresholds=[-np.inf] * 4)
+    bound_backend = OnnxRuntimeBackend(adaptive_dir, threads=1, io_binding=True)
+    out = bound_backend.run("glance", {"frames": videos[0][None, :3]}, fetch=("logits",))
+    assert isinstance(out["logits"], np.ndarray) and isinstance(out["global_state"], DeviceValue)
+    assert out["global_state"].shape == (1, 16) and out["global_state"].dtype == np.float32
+    bound = AdaptiveRunner(bound_backend).run(videos, thresholds=[-np.inf] * 4, batch_size=2, continuous=True)
+    for a, b in zip(plain, bound):
+        assert a.exit == b.exit
+        np.testing.assert_allclose(a.logits, b.logits, rtol=1e-6, atol=1e-6)
+
+
+def test_onnxruntime_gpu_provider_options(tmp_path, adaptive_dir):
+    """What the CUDA / TensorRT providers are given: profiles from the batch range, a cache inside the bundle, fp16."""
+    import shutil
+
+    from videploy.bundle.bundle import Bundle
+    from videploy.runtime.backends.onnxruntime import TRT_CACHE_DIR, provider_options
+
+    bundle = Bundle.open(shutil.copytree(adaptive_dir, tmp_path / "b"))
+    local = bundle.graph("local")
+    trt, cuda, cpu = provider_options(bundle, local, "tensorrt", "fp16")
+    assert trt["trt_fp16_enable"] is True and trt["trt_engine_cache_enable"] is True
+    assert trt["trt_engine_cache_path"] == str(bundle.root / TRT_CACHE_DIR)
+    assert trt["trt_profile_min_shapes"].startswith("frames:1x1x3x16x16,action:1x4,step:1,")
+    assert "frames:8x1x3x16x16" in trt["trt_profile_max_shapes"] and "frames:4x1x3x16x16" in trt["trt_profile_opt_shapes"]
+    assert cuda["cudnn_conv_algo_search"] == "EXHAUSTIVE" and cpu == {}
+    assert provider_options(bundle, local, "tensorrt", None)[0]["trt_fp16_enable"] is False
+    assert provider_options(bundle, local, "cpu", None) == [{}]
+    assert [set(o) for o in provider_options(bundle, local, "cuda", None)] == [{"device_id", "cudnn_conv_algo_search", "do_copy_in_default_stream"}, set()]
