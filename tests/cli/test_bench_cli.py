@@ -95,8 +95,10 @@ def test_table_output(capsys, bundles):
     _, ada = bundles
     assert main(["bench", str(ada), "--repeat", "1", "--warmup", "0", "--threads", "1", "--videos", "4", "--budget", "1.5"]) == 0
     out = capsys.readouterr().out
-    for needle in ("torch skipped", "speedup", "decode + preprocess", "where time goes", "early exit spends", "continuous batching runs at", "budget 1.5", "command: videploy bench"):
+    for needle in ("torch skipped", "end-to-end videos/s", "1 thread(s)", "decode + preprocess", "where time goes", "early exit spends", "continuous batching runs at", "budget 1.5", "command: videploy bench"):
         assert needle in out
+    assert "speedup" not in out  # one backend ran: no ratio column against itself
+    assert "videos/s end to end" in out  # AdaFocusV3: model-only and end-to-end rates side by side
 
 
 @pytest.mark.parametrize(

@@ -159,6 +159,18 @@ def _ms(seconds: float) -> str:
     return f"{seconds * 1e3:.3f}" if seconds < 0.1 else f"{seconds * 1e3:.1f}"
 
 
+def _rate(x: Any) -> str:
+    return f"{x:.1f}" if isinstance(x, (int, float)) and math.isfinite(x) else "-"
+
+
+def _threads(b: dict, machine: dict) -> str:
+    if b.get("threads"):
+        return f"{b['threads']} thread(s)"
+    if b["name"] == "onnxruntime":
+        return f"onnxruntime's default threads (one per physical core; {machine.get('usable_cpus', '?')} CPUs usable here)"
+    return "the library's default threads"
+
+
 def _x(r: float | None) -> str:
     return f"{r:.2f}x" if r is not None and math.isfinite(r) else "-"
 
@@ -179,19 +191,32 @@ def print_report(out: Any, report: Any) -> None:
     out.print(f"command: {escape(d['command'])}")
     for b in d["backends"]:
         if b["status"] == "ok":
-            out.print(f"  [green]{b['name']}[/] on {b['device']}" + (f", {b['threads']} thread(s)" if b.get("threads") else ""))
+            out.print(f"  [green]{b['name']}[/] on {b['device']}, {_threads(b, d['machine'])}")
         else:
             out.print(f"  [yellow]{b['name']} skipped[/]: {escape(b['reason'])}")
 
     ref = d["reference"]
-    table = Table(title=f"graph latency per call (ms); speedup = {ref} median / backend median", show_edge=True)
-    for col, just in (("graph", "left"), ("batch", "right"), ("backend", "left"), ("median", "right"), ("p90", "right"), ("IQR", "right"), ("videos/s", "right"), ("speedup", "right")):
-        table.add_column(col, justify=just)
+    ran = sorted({n for g in d["graphs"] for n in g["backends"]})
+    several = len(ran) > 1
+    decode_s = d["decode"]["median_s"]
+    title = "graph latency per call (ms)" + (f"; speedup = {ref} median / backend median" if several else "")
+    table = Table(title=title, show_edge=True)
+    columns = [("graph", "left"), ("batch", "right"), ("backend", "left"), ("median", "right"), ("p90", "right"), ("IQR", "right"), ("graph videos/s", "right"), ("end-to-end videos/s", "right")]
+    if several:
+        columns.append(("speedup", "right"))
+    for col, just in columns:
+        table.add_column(col, justify=just, no_wrap=True)
     for g in d["graphs"]:
         for name, t in g["backends"].items():
             tput = t["throughput_per_s"]
-            table.add_row(g["role"], str(g["batch"]), name, _ms(t["median_s"]), _ms(t["p90_s"]), _ms(t["iqr_s"]), "-" if tput is None else f"{tput:.1f}", _x(g["speedup"][name]))
+            # end to end: each video also decodes once (decode + preprocess, measured separately, serially)
+            e2e = g["batch"] / (decode_s * g["batch"] + t["median_s"]) if g["role"] == "main" and isinstance(t["median_s"], float) else None
+            row = [g["role"], str(g["batch"]), name, _ms(t["median_s"]), _ms(t["p90_s"]), _ms(t["iqr_s"]), _rate(tput), _rate(e2e)]
+            if several:
+                row.append(_x(g["speedup"][name]))
+            table.add_row(*row)
     out.print(table)
+    out.print("  graph videos/s: the graph alone; end-to-end: with each video's decode + preprocess (the median above) before it, as 'videploy predict' runs")
     others = sorted({n for g in d["graphs"] for n in g["backends"] if n != ref})
     for name in others:
         pairs = ", ".join(f"'{g['role']}' batch {g['batch']}: {_x(g['speedup'][name])}" for g in d["graphs"] if name in g["backends"])
@@ -216,6 +241,9 @@ def print_report(out: Any, report: Any) -> None:
         _comparison(out, "early exit vs all steps", a["early_exit"], a["batch_size"])
         e = a["early_exit"]
         out.print(f"early exit spends {_x(e['gflops_ratio'])} the GFLOPs and {_x(e['time_ratio'])} the time of all steps ({_x(e['speedup'])} the speed)")
+        for name, r in e["cases"].items():
+            model_s = r["median_s"] / a["videos"]
+            out.print(f"  {name}: {1 / model_s:.1f} videos/s model only, {1 / (model_s + decode_s):.1f} videos/s end to end (decode {_ms(decode_s)} ms/video first)")
         _comparison(out, "static vs continuous batching", a["batching"], a["batch_size"])
         bt = a["batching"]
         same = "identical results" if bt.get("identical_results") else "[red]results differ[/]"
