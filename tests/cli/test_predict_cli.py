@@ -155,7 +155,7 @@ def test_budget_fits_thresholds_and_says_so(capsys, bundles, tmp_path):
 @pytest.mark.parametrize("suffix", [".png", ".mp4"])
 def test_visualize(capsys, bundles, tmp_path, suffix):
     _, ada = bundles
-    out = tmp_path / f"focus{suffix}"
+    out = tmp_path / "not" / "yet" / f"focus{suffix}"  # missing directories are created
     assert main(["predict", str(ada), VIDEO, "--visualize", str(out), "--threads", "1"]) == 0
     assert str(out) in capsys.readouterr().out
     if suffix == ".png":

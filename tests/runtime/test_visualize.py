@@ -10,9 +10,10 @@ from videploy.runtime.visualize import check_output_path, write_visualization
 
 @pytest.mark.parametrize(
     "name, message",
-    [("focus\udcff.png", "not valid UTF-8"), ("focus.gif", ".png, .jpg, .mp4 or .avi"), ("missing_dir/focus.png", "does not exist")],
+    [("focus\udcff.png", "not valid UTF-8"), ("focus.gif", ".png, .jpg, .mp4 or .avi"), ("a_file/focus.png", "is a file, not a directory")],
 )
 def test_unwritable_paths_are_refused_for_library_callers(tmp_path, name, message):
+    (tmp_path / "a_file").write_text("x")
     # the prediction is never looked at: the path is checked first (a non-UTF-8 path crashes OpenCV)
     with pytest.raises(VideployError, match=message):
         write_visualization(object(), tmp_path / name)

@@ -88,6 +88,10 @@ def run(args: argparse.Namespace) -> int:
             overrides[key] = value
     batch = parse_batch(args.batch)
 
+    import logging
+
+    # the library also logs its warnings (for Python callers); here they are shown once, as panels below
+    logging.getLogger("videploy.export.api").setLevel(logging.ERROR)
     with err.status(f"exporting {args.model}") as status:
 
         def progress(msg: str) -> None:

@@ -92,14 +92,22 @@ def check_output_path(path: str | Path) -> Path:
         raise VideployError(f"cannot write {str(path)!r}: the path is not valid UTF-8, which OpenCV cannot write to; choose another name") from None
     if path.suffix.lower() not in SUFFIXES:
         raise VideployError(f"visualizations are written as .png, .jpg, .mp4 or .avi, not {path.name!r}")
-    if path.parent and not path.parent.is_dir():
-        raise VideployError(f"cannot write {str(path)!r}: directory {str(path.parent)!r} does not exist")
+    # a missing directory is created when the picture is written; an existing non-directory is an error
+    for parent in (path.parent, *path.parent.parents):
+        if parent.exists():
+            if not parent.is_dir():
+                raise VideployError(f"cannot write {str(path)!r}: {str(parent)!r} is a file, not a directory")
+            break
     return path
 
 
 def write_visualization(prediction, path: str | Path) -> Path:
     """Write a contact sheet (``.png``, ``.jpg``) or a clip (``.mp4``, ``.avi``) of the focus steps."""
     path = check_output_path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise VideployError(f"cannot create the directory for {str(path)!r}: {exc.strerror or exc}") from None
     suffix = path.suffix.lower()
     if suffix in (".png", ".jpg", ".jpeg"):
         if not cv2.imwrite(str(path), contact_sheet(prediction)):
