@@ -10,7 +10,6 @@ share one export.
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -23,7 +22,7 @@ import torch
 
 from tests.export.conftest import small_overrides
 from videploy.export.verify import adafocus_chain, batch_of, real_views, torch_runner
-from videploy.models import available, create, resolve_kwargs
+from videploy.models import available, create
 
 REPO = Path(__file__).resolve().parents[2]
 ZOO = available()
@@ -54,26 +53,6 @@ STANDALONE = textwrap.dedent(
     np.savez(out, **results)
     """
 )
-
-
-def _key(name: str) -> str:
-    _, kwargs = resolve_kwargs(name, small_overrides(name))
-    return json.dumps(kwargs, sort_keys=True, default=str)
-
-
-@pytest.fixture(scope="module")
-def zoo_export(tmp_path_factory):
-    from tests.export.conftest import export_small
-
-    done: dict[str, object] = {}
-
-    def get_result(name: str):
-        key = _key(name)
-        if key not in done:
-            done[key] = export_small(name, tmp_path_factory.mktemp("zoo") / name, batch="1:2:4")
-        return done[key]
-
-    return get_result
 
 
 def _torch_outputs(name: str, manifest) -> dict[str, np.ndarray]:
