@@ -28,6 +28,7 @@ from videploy.bundle.manifest import ROLES, BatchRange, GraphSpec, Manifest, Ten
 from videploy.bundle.writer import staged_bundle
 from videploy.errors import VideployError
 from videploy.export.verify import DEFAULT_BATCH_SIZES, Tolerance, VerificationReport
+from videploy.optional import require
 
 if TYPE_CHECKING:  # pragma: no cover
     from videploy.models.base import GraphModule, VideoModel
@@ -128,13 +129,17 @@ def _graph_gflops(module: "GraphModule", inputs: tuple[Any, ...]) -> float:
     return float(count_gflops(module, inputs))
 
 
+ORT_PURPOSE = "exporting (every graph is verified with onnxruntime)"
+
+
 def _versions() -> dict[str, str | None]:
     import onnx
-    import onnxruntime
     import onnxscript
     import torch
 
     from videploy.export.simplify import onnxslim_version
+
+    onnxruntime = require("onnxruntime", ORT_PURPOSE)
 
     return {
         "videploy": __version__,
@@ -233,6 +238,7 @@ def export_bundle(
     from videploy.export.simplify import simplify as slim
     from videploy.export.verify import real_views, verify
 
+    require("onnxruntime", ORT_PURPOSE)  # before minutes of export work, not after
     tolerance = tolerance or Tolerance()
     say = progress or (lambda msg: None)
     t_start = time.perf_counter()
