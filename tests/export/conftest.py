@@ -9,6 +9,7 @@ import pytest
 
 from tests.export.tiny_models import TinyAdaFocus, TinyClipNet
 
+
 def small_overrides(name: str) -> dict[str, Any]:
     """A small configuration of zoo / family ``name`` (official keyword names), sized for 2 CPU cores.
 

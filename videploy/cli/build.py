@@ -21,7 +21,8 @@ Precision:
   int8  needs a quantized graph with explicit Q/DQ nodes (variants["int8"]), which INT8
         calibration produces; implicit calibration no longer exists in TensorRT 11.
 
-Needs the tensorrt Python package and an NVIDIA GPU. --dry-run prints the plan without either.
+Needs the tensorrt Python package and an NVIDIA GPU. --dry-run prints the plan without either,
+and runs the plan's fp16 conversions in memory, so a graph that cannot convert fails there.
 """
 
 EPILOG = """\
@@ -44,7 +45,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--precision", choices=("fp32", "fp16", "int8"), default="fp16", help="engine precision (default fp16)")
     p.add_argument("--workspace-gb", type=float, metavar="GB", help="builder workspace limit (default: TensorRT's, all device memory)")
     p.add_argument("--timing-cache", metavar="FILE", help="timing cache to start from and update (shared across bundles)")
-    p.add_argument("--dry-run", action="store_true", help="print the build plan (profiles, flags, files) and stop")
+    p.add_argument("--dry-run", action="store_true", help="print the build plan (profiles, flags, files), check its fp16 conversions, and stop")
     p.add_argument("--tensorrt-version", metavar="X.Y.Z", help="with --dry-run: plan for this TensorRT version instead of the installed one")
     p.set_defaults(func=run)
     return p
@@ -55,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
 
     from videploy.bundle.manifest import read_manifest
     from videploy.errors import VideployError
-    from videploy.export.tensorrt_build import build_engines, plan_build
+    from videploy.export.tensorrt_build import build_engines, check_conversions, plan_build
     from videploy.optional import require
 
     out = Console(soft_wrap=True)
@@ -65,6 +66,8 @@ def run(args: argparse.Namespace) -> int:
         version = args.tensorrt_version or str(require("tensorrt", "planning a TensorRT build (or pass --tensorrt-version)").__version__)
         plan = plan_build(manifest, args.precision, version, args.workspace_gb, args.timing_cache)
         for line in plan.describe():
+            out.print(line, highlight=False)
+        for line in check_conversions(args.bundle, plan):
             out.print(line, highlight=False)
         return 0
     if args.tensorrt_version:

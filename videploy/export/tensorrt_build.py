@@ -231,6 +231,28 @@ def build_engines(
     return read_manifest(bundle), plan
 
 
+def check_conversions(bundle: str | Path, plan: BuildPlan) -> list[str]:
+    """Run the plan's fp16 conversions in memory (no file written): what ``--dry-run`` can promise.
+
+    Returns one line per converted graph; a graph that does not convert raises the converter's
+    :class:`VideployError`, named after the graph, before anyone waits for a real build.
+    """
+    onnx = require("onnx", "converting graphs to fp16")
+    from videploy.export.fp16 import convert_to_fp16
+
+    lines = []
+    for g in plan.graphs:
+        if g.convert_from is None:
+            continue
+        try:
+            converted = convert_to_fp16(onnx.load(str(Path(bundle) / g.convert_from)))
+        except VideployError as exc:
+            raise VideployError(f"graph '{g.role}' ({g.convert_from}) cannot be converted to fp16: {exc}") from exc
+        halves = sum(1 for t in converted.graph.initializer if t.data_type == onnx.TensorProto.FLOAT16)
+        lines.append(f"graph '{g.role}': fp16 conversion checked ({halves} fp16 weights, full ONNX check passed)")
+    return lines
+
+
 def _write_fp16(src: Path, dst: Path) -> None:
     onnx = require("onnx", "converting graphs to fp16")
     from videploy.export.fp16 import convert_to_fp16
