@@ -12,9 +12,14 @@ INSTALL_HINTS: dict[str, str] = {
     "torch": "pip install 'videploy[torch]' (CPU machines: pip install torch==2.13.0 first, or the CUDA build from pytorch.org)",
     "onnxscript": "pip install 'videploy[torch]'",
     "onnxslim": "pip install 'videploy[torch]'",
-    "onnxruntime": "pip install onnxruntime (or onnxruntime-gpu for the CUDA / TensorRT execution providers)",
-    "tensorrt": "install TensorRT 10 or 11 for your CUDA version (pip install tensorrt, or JetPack on Jetson)",
-    "cuda": "pip install cuda-python (TensorRT's Python samples use it for device buffers)",
+    "onnxruntime": "pip install 'videploy[cpu]' (CPU), or 'videploy[gpu]' for onnxruntime-gpu's CUDA / TensorRT execution providers; one of the two, never both (they install the same module)",
+    # the GPU build specifically (a CPU onnxruntime is installed but lacks the CUDA providers)
+    "onnxruntime-gpu": "pip uninstall -y onnxruntime && pip install 'videploy[gpu]' (onnxruntime and onnxruntime-gpu install the same module)",
+    "tensorrt": (
+        "pip install 'videploy[tensorrt]' on CUDA 13 (TensorRT 11.x / 10.13+), or 'videploy[tensorrt-cu12]' on CUDA 12 (TensorRT 10.x); "
+        "on Jetson TensorRT 10 comes with JetPack"
+    ),
+    "cuda": "pip install 'videploy[tensorrt]' (CUDA 13: cuda-python>=13) or 'videploy[tensorrt-cu12]' (CUDA 12: cuda-python<13)",
     "safetensors": "pip install 'videploy[torch]' (or pip install safetensors)",
     "yaml": "pip install pyyaml",
     "matplotlib": "pip install 'videploy[plot]'",

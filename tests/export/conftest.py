@@ -9,6 +9,7 @@ import pytest
 
 from tests.export.tiny_models import TinyAdaFocus, TinyClipNet
 
+
 def small_overrides(name: str) -> dict[str, Any]:
     """A small configuration of zoo / family ``name`` (official keyword names), sized for 2 CPU cores.
 
@@ -53,3 +54,36 @@ def export_small(name: str, out: Path, **kwargs: Any):
     from videploy.export.api import export_bundle
 
     return export_bundle(name, out, overrides=small_overrides(name), **kwargs)
+
+
+@pytest.fixture(scope="session")
+def zoo_export(tmp_path_factory: pytest.TempPathFactory):
+    """``zoo_export(name)``: the small-configuration bundle of zoo model ``name`` (exported once per session).
+
+    Zoo names whose small configurations coincide (the Video-FocalNet sizes differ only in the
+    overridden widths/depths) share one export.
+    """
+    import json
+
+    from videploy.models import resolve_kwargs
+
+    done: dict[str, object] = {}
+
+    def get_result(name: str):
+        _, kwargs = resolve_kwargs(name, small_overrides(name))
+        key = json.dumps(kwargs, sort_keys=True, default=str)
+        if key not in done:
+            done[key] = export_small(name, tmp_path_factory.mktemp("zoo") / name, batch="1:2:4")
+        return done[key]
+
+    return get_result
+
+
+def one_per_family() -> list[str]:
+    """The first zoo name of every model family (the families' graphs differ; sizes within one do not)."""
+    from videploy.models import available, get
+
+    seen: dict[str, str] = {}
+    for name in available():
+        seen.setdefault(get(name).family.name, name)
+    return sorted(seen.values())

@@ -62,8 +62,33 @@ def test_build_dry_run(cli_bundle, capsys):
     text = capsys.readouterr().out
     assert "strongly typed" in text and "main.fp16.onnx (converted from main.onnx) -> main.fp16.engine" in text
     assert "video: min [1, 4, 3, 32, 32] opt [2, 4, 3, 32, 32] max [4, 4, 3, 32, 32]" in text
+    assert "graph 'main': fp16 conversion checked" in text  # the conversion really ran
+    assert not (out / "main.fp16.onnx").exists()  # ... in memory
+    assert "fp16 conversion" not in _dry_run_text(out, "10.3.0", capsys)  # TensorRT 10 converts nothing
     assert main(["build", str(out), "--precision", "int8", "--dry-run", "--tensorrt-version", "10.3"]) == 2
     assert "variants['int8']" in capsys.readouterr().err
+
+
+def _dry_run_text(out, version, capsys) -> str:
+    assert main(["build", str(out), "--precision", "fp16", "--dry-run", "--tensorrt-version", version]) == 0
+    return capsys.readouterr().out
+
+
+def test_build_dry_run_fails_on_a_graph_that_does_not_convert(cli_bundle, capsys, monkeypatch):
+    from videploy.errors import VideployError
+    from videploy.export import fp16
+
+    out, argv = cli_bundle
+    if not (out / "manifest.json").exists():
+        main(argv)
+    capsys.readouterr()
+
+    def refuse(model, **kwargs):
+        raise VideployError("the fp16 conversion produced an inconsistent graph (stand-in)")
+
+    monkeypatch.setattr(fp16, "convert_to_fp16", refuse)
+    assert main(["build", str(out), "--precision", "fp16", "--dry-run", "--tensorrt-version", "11.0.0"]) == 2
+    assert "graph 'main' (main.onnx) cannot be converted to fp16" in capsys.readouterr().err
 
 
 def test_cli_errors_are_one_line_messages(tmp_path, capsys):

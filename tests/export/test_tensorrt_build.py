@@ -124,7 +124,7 @@ def test_build_without_tensorrt_says_how_to_install(tiny_clip_bundle):
         pytest.skip("TensorRT is installed; the missing-package message cannot be shown")
     from videploy.export.tensorrt_build import build_engines
 
-    with pytest.raises(VideployError, match="building TensorRT engines needs the Python package 'tensorrt'.*pip install tensorrt"):
+    with pytest.raises(VideployError, match=r"building TensorRT engines needs the Python package 'tensorrt'.*pip install 'videploy\[tensorrt\]'"):
         build_engines(tiny_clip_bundle[1].bundle, "fp16")
 
 

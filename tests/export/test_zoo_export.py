@@ -10,7 +10,6 @@ share one export.
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -25,7 +24,7 @@ from tests.export.conftest import small_overrides
 from videploy.export.torch_backend import TorchBackend
 from videploy.export.verify import batch_of, real_views
 from videploy.runtime.compare import record_calls
-from videploy.models import available, create, resolve_kwargs
+from videploy.models import available, create
 
 REPO = Path(__file__).resolve().parents[2]
 ZOO = available()
@@ -52,26 +51,6 @@ STANDALONE = textwrap.dedent(
     np.savez(out, **results)
     """
 )
-
-
-def _key(name: str) -> str:
-    _, kwargs = resolve_kwargs(name, small_overrides(name))
-    return json.dumps(kwargs, sort_keys=True, default=str)
-
-
-@pytest.fixture(scope="module")
-def zoo_export(tmp_path_factory):
-    from tests.export.conftest import export_small
-
-    done: dict[str, object] = {}
-
-    def get_result(name: str):
-        key = _key(name)
-        if key not in done:
-            done[key] = export_small(name, tmp_path_factory.mktemp("zoo") / name, batch="1:2:4")
-        return done[key]
-
-    return get_result
 
 
 def _torch_outputs(name: str, bundle) -> dict[str, np.ndarray]:

@@ -495,3 +495,12 @@ def test_graph_runs_in_onnxruntime(tiny, role, tmp_path):
             assert (a == b.numpy()).all(), name
         else:
             _close(torch.from_numpy(a), b, rel=1e-4)
+
+
+def test_max_over_frames_is_amax():
+    from videploy.models.adafocusv3_parts import max_over_frames
+
+    for k in (1, 2, 5):
+        x = torch.randn(3, k, 7)
+        x[0, -1, 0] = float("nan")
+        torch.testing.assert_close(max_over_frames(x), x.amax(dim=1), equal_nan=True, rtol=0, atol=0)

@@ -142,7 +142,7 @@ def test_backend_activation_errors(monkeypatch, static_dir):
         OnnxRuntimeBackend(static_dir, precision="int8")
     # a backend whose library is missing says how to install it
     monkeypatch.setitem(__import__("sys").modules, "tensorrt", None)
-    with pytest.raises(VideployError, match="needs the Python package 'tensorrt'.*pip install tensorrt"):
+    with pytest.raises(VideployError, match=r"needs the Python package 'tensorrt'.*pip install 'videploy\[tensorrt\]'"):
         backend_class("tensorrt")(static_dir, device="cuda")
     with pytest.raises(VideployError, match="runs on 'cuda', not 'cpu'"):
         backend_class("tensorrt")(static_dir, device="cpu")

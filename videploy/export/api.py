@@ -29,6 +29,7 @@ from videploy.bundle.writer import prepare_output, staged_bundle
 from videploy.errors import VideployError
 from videploy.export.verify import DEFAULT_BATCH_SIZES
 from videploy.runtime.compare import Tolerance, VerificationReport
+from videploy.optional import require
 
 if TYPE_CHECKING:  # pragma: no cover
     from videploy.models.base import GraphModule, VideoModel
@@ -123,13 +124,17 @@ def _graph_gflops(module: "GraphModule", inputs: tuple[Any, ...]) -> float:
     return float(count_gflops(module, inputs))
 
 
+ORT_PURPOSE = "exporting (every graph is verified with onnxruntime)"
+
+
 def _versions() -> dict[str, str | None]:
     import onnx
-    import onnxruntime
     import onnxscript
     import torch
 
     from videploy.export.simplify import onnxslim_version
+
+    onnxruntime = require("onnxruntime", ORT_PURPOSE)
 
     return {
         "videploy": __version__,
@@ -226,6 +231,7 @@ def export_bundle(
     from videploy.export.simplify import simplify as slim
     from videploy.export.verify import real_views, verify
 
+    require("onnxruntime", ORT_PURPOSE)  # before minutes of export work, not after
     tolerance = tolerance or Tolerance()
     say = progress or (lambda msg: None)
     t_start = time.perf_counter()

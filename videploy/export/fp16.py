@@ -5,7 +5,13 @@ so an fp16 engine needs an fp16 graph. The conversion:
 
 * float32 initializers, ``Constant`` values, ``ConstantOfShape`` fill values and ``Cast(to=float)``
   targets become float16 (finite values are clipped to fp16's range, +-65504, so a large mask
-  constant stays large instead of turning into inf);
+  constant stays large instead of turning into inf). Attributes that ONNX *defaults* to float32
+  count too: a ``ConstantOfShape`` without ``value`` (float32 zeros), ``Constant(value_float[s])``
+  and ``Random*`` without ``dtype`` get explicit float16 ones;
+* the invariant is then checked per tensor: every tensor that was float32 is float16 unless it
+  lives in an fp32 island. A producer the rules above do not know (an op whose output type a
+  default or a domain fixes) still yields float32; it gets a ``Cast`` to float16 after it, so
+  its consumers never mix types;
 * the graph's float32 inputs and outputs stay float32 (``keep_io_types``): a ``Cast`` follows each
   input and precedes each output, so the runtime and the manifest do not change;
 * ops in ``keep_fp32`` (default ``LayerNormalization``: TensorRT warns that fp16 layer norms after
@@ -46,6 +52,53 @@ def _convert_tensor(t: "onnx.TensorProto") -> None:
     t.CopyFrom(numpy_helper.from_array(_to_fp16_array(numpy_helper.to_array(t)), t.name))
 
 
+def _set_tensor_attribute(node: "onnx.NodeProto", name: str, value: np.ndarray) -> None:
+    from onnx import helper, numpy_helper
+
+    _drop_attribute(node, name)
+    node.attribute.append(helper.make_attribute(name, numpy_helper.from_array(value)))
+
+
+def _convert_float_attributes(node: "onnx.NodeProto") -> None:
+    """Rewrite the attributes through which ``node`` (a default-domain op) makes float32 tensors."""
+    from onnx import TensorProto, helper
+
+    attrs = {a.name: a for a in node.attribute}
+    op = node.op_type
+    if op == "Constant":
+        if "value" in attrs:
+            _convert_tensor(attrs["value"].t)
+        elif "value_float" in attrs:
+            _set_tensor_attribute(node, "value", _to_fp16_array(np.array(attrs["value_float"].f, np.float32)))
+            _drop_attribute(node, "value_float")
+        elif "value_floats" in attrs:
+            _set_tensor_attribute(node, "value", _to_fp16_array(np.array(list(attrs["value_floats"].floats), np.float32)))
+            _drop_attribute(node, "value_floats")
+    elif op == "ConstantOfShape":
+        if "value" in attrs:
+            _convert_tensor(attrs["value"].t)
+        else:  # ONNX's default fill value is a float32 zero
+            _set_tensor_attribute(node, "value", np.zeros(1, np.float16))
+    elif op == "Cast":
+        if attrs["to"].i == TensorProto.FLOAT:
+            attrs["to"].i = TensorProto.FLOAT16
+    elif op in ("RandomNormal", "RandomUniform"):
+        # dtype defaults to float32 here (the *Like variants default to their input's type)
+        if "dtype" not in attrs:
+            node.attribute.append(helper.make_attribute("dtype", TensorProto.FLOAT16))
+        elif attrs["dtype"].i == TensorProto.FLOAT:
+            attrs["dtype"].i = TensorProto.FLOAT16
+    elif op in ("EyeLike", "RandomNormalLike", "RandomUniformLike", "Bernoulli"):
+        if "dtype" in attrs and attrs["dtype"].i == TensorProto.FLOAT:
+            attrs["dtype"].i = TensorProto.FLOAT16
+
+
+def _drop_attribute(node: "onnx.NodeProto", name: str) -> None:
+    kept = [a for a in node.attribute if a.name != name]
+    del node.attribute[:]
+    node.attribute.extend(kept)
+
+
 def _float_tensors(model: "onnx.ModelProto") -> set[str]:
     """Names of every float32 tensor in the (shape-inferred) graph."""
     onnx = require("onnx", "converting graphs to fp16")
@@ -56,6 +109,46 @@ def _float_tensors(model: "onnx.ModelProto") -> set[str]:
         if vi.type.tensor_type.elem_type == onnx.TensorProto.FLOAT:
             names.add(vi.name)
     return names
+
+
+# A stray float32 producer is fixed where it starts; its consumers then see float16 and need nothing.
+MAX_STRAY_PASSES = 16
+
+
+def _cast_stray_float32(model: "onnx.ModelProto", intended_fp32: set[str], fresh) -> None:
+    """Put a Cast to float16 after every node that still makes float32 where float16 is meant.
+
+    Only the nodes where the float32 *starts* (none of their inputs is a stray float32 tensor) are
+    fixed per pass; inference is rerun, so a chain downstream of one stray producer costs one Cast.
+    """
+    onnx = require("onnx", "converting graphs to fp16")
+    from onnx import TensorProto, helper
+
+    g = model.graph
+    for _ in range(MAX_STRAY_PASSES):
+        inferred = onnx.shape_inference.infer_shapes(model, data_prop=True).graph
+        is_fp32 = {vi.name for vi in list(inferred.value_info) + list(inferred.output) if vi.type.tensor_type.elem_type == TensorProto.FLOAT}
+        stray = {n for n in is_fp32 if n not in intended_fp32}
+        if not stray:
+            return
+        nodes: list[onnx.NodeProto] = []
+        fixed = 0
+        for node in g.node:
+            nodes.append(node)
+            if any(i in stray for i in node.input):
+                continue
+            for j, name in enumerate(node.output):
+                if name in stray:
+                    wide = fresh(name)
+                    node.output[j] = wide
+                    intended_fp32.add(wide)
+                    nodes.append(helper.make_node("Cast", [wide], [name], to=TensorProto.FLOAT16, name=f"{wide}_stray"))
+                    fixed += 1
+        del g.node[:]
+        g.node.extend(nodes)
+        if not fixed:
+            return  # left for the strict check to report
+    raise VideployError(f"fp16 conversion: float32 tensors remain after {MAX_STRAY_PASSES} passes; build fp32 engines or report this model")
 
 
 def convert_to_fp16(model: "onnx.ModelProto", keep_io_types: bool = True, keep_fp32: Iterable[str] = DEFAULT_KEEP_FP32) -> "onnx.ModelProto":
@@ -73,6 +166,7 @@ def convert_to_fp16(model: "onnx.ModelProto", keep_io_types: bool = True, keep_f
     floats = _float_tensors(src)
     keep = set(keep_fp32)
     new_nodes: list[onnx.NodeProto] = []
+    intended_fp32: set[str] = set()  # tensors this conversion makes float32 on purpose
     counter = [0]
 
     def fresh(base: str) -> str:
@@ -99,29 +193,14 @@ def convert_to_fp16(model: "onnx.ModelProto", keep_io_types: bool = True, keep_f
         for i, name in enumerate(node.input):
             if name in renamed_inputs:
                 node.input[i] = renamed_inputs[name]
-        if node.op_type == "Constant":
-            for attr in node.attribute:
-                if attr.name == "value":
-                    _convert_tensor(attr.t)
-                elif attr.name in ("value_float", "value_floats"):
-                    pass  # typed float32 by definition; rare in exporter output
-        elif node.op_type == "ConstantOfShape":
-            for attr in node.attribute:
-                if attr.name == "value":
-                    _convert_tensor(attr.t)
-        elif node.op_type == "Cast":
-            for attr in node.attribute:
-                if attr.name == "to" and attr.i == TensorProto.FLOAT:
-                    attr.i = TensorProto.FLOAT16
-        elif node.op_type in ("EyeLike", "RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike"):
-            for attr in node.attribute:
-                if attr.name == "dtype" and attr.i == TensorProto.FLOAT:
-                    attr.i = TensorProto.FLOAT16
+        if node.domain in ("", "ai.onnx"):
+            _convert_float_attributes(node)
 
         fp32_island = node.op_type in keep
         for i, name in enumerate(node.input):
             if name and name in floats and (fp32_island or (node.op_type, i) in FP32_ONLY_INPUTS):
                 up = fresh(name)
+                intended_fp32.add(up)
                 new_nodes.append(helper.make_node("Cast", [node.input[i]], [up], to=TensorProto.FLOAT, name=f"{up}_up"))
                 node.input[i] = up
         if fp32_island:
@@ -129,6 +208,7 @@ def convert_to_fp16(model: "onnx.ModelProto", keep_io_types: bool = True, keep_f
             for j, name in enumerate(node.output):
                 if name and name in floats:
                     wide = fresh(name)
+                    intended_fp32.add(wide)
                     node.output[j] = wide
                     casts_after.append(helper.make_node("Cast", [wide], [name], to=TensorProto.FLOAT16, name=f"{wide}_down"))
             for a in node.attribute:
@@ -152,6 +232,7 @@ def convert_to_fp16(model: "onnx.ModelProto", keep_io_types: bool = True, keep_f
                 for i, name in enumerate(node.input):
                     if name == vi.name:
                         node.input[i] = half
+            intended_fp32.add(vi.name)
             new_nodes.append(helper.make_node("Cast", [half], [vi.name], to=TensorProto.FLOAT, name=f"{half}_out"))
     else:
         for vi in g.output:
@@ -161,6 +242,7 @@ def convert_to_fp16(model: "onnx.ModelProto", keep_io_types: bool = True, keep_f
     del g.node[:]
     g.node.extend(new_nodes)
     del g.value_info[:]
+    _cast_stray_float32(src, intended_fp32, fresh)
     try:
         out = onnx.shape_inference.infer_shapes(src, check_type=True, strict_mode=True, data_prop=True)
         onnx.checker.check_model(out, full_check=True)

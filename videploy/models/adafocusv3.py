@@ -41,6 +41,7 @@ from videploy.models.adafocusv3_parts import (
     TemporalPolicy,
     entropy,
     get_patch_grid_scalexy,
+    max_over_frames,
     mc_sample_feature,
     patch_box,
     policy_sample_indices,
@@ -223,7 +224,7 @@ class AdaFocusV3Glance(GraphModule):
         featmap, pooled = self.global_CNN.get_featmap(frames.flatten(0, 1))
         z = self.global_mlp(pooled).reshape(b, t, -1)
         # The official running max over frames ends at the max over all of them (max is exact).
-        state = z.amax(dim=1)
+        state = max_over_frames(z)
         logits = self.head(state)
         return logits, entropy(logits), state, featmap.reshape(b, t, *featmap.shape[1:]), pooled.reshape(b, t, -1)
 
@@ -301,7 +302,7 @@ class AdaFocusV3Local(GraphModule):
         b, k = frames.shape[:2]
         crops = action.unsqueeze(1).expand(b, k, 4).reshape(-1, 4)
         patches = get_patch_grid_scalexy(frames.flatten(0, 1), crops, c.patch_size, c.input_size, c.patch_size)
-        z = self.local_mlp(self.local_CNN.get_featvec(patches)).reshape(b, k, -1).amax(dim=1)
+        z = max_over_frames(self.local_mlp(self.local_CNN.get_featvec(patches)).reshape(b, k, -1))
         # Running max; exact at step 0 with a zero state because z is post-ReLU (>= 0).
         state = torch.maximum(z, local_state)
         weight = torch.stack([h[1].weight for h in self.heads])  # (Tf, C, 8192)

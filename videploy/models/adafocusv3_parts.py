@@ -341,6 +341,19 @@ class PoolingClassifier(nn.Module):
         return logits.reshape(b * logits.shape[1], -1), logits[:, -1]
 
 
+def max_over_frames(x: torch.Tensor) -> torch.Tensor:
+    """``x.amax(dim=1)`` for a static dim 1 (frames), as a chain of elementwise maxima (exact, like amax).
+
+    Exported, ``amax`` is a ReduceMax whose axes are an input (opset 18+); ONNX Runtime's symbolic
+    shape inference, which TensorRT and optimizer users run on graphs, cannot shape it and loses
+    every shape downstream. Elementwise ``Max`` keeps them.
+    """
+    out = x[:, 0]
+    for i in range(1, x.shape[1]):
+        out = torch.maximum(out, x[:, i])
+    return out
+
+
 def entropy(logits: torch.Tensor) -> torch.Tensor:
     """Prediction entropy in nats, -sum p log p over the last axis (the exit criterion)."""
     return -(F.softmax(logits, dim=-1) * F.log_softmax(logits, dim=-1)).sum(dim=-1)
