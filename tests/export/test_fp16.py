@@ -25,7 +25,9 @@ from onnx import TensorProto, helper, numpy_helper
 
 from tests.export.conftest import one_per_family
 from videploy.export.fp16 import FP16_MAX, convert_to_fp16
-from videploy.export.verify import Tolerance, adafocus_chain, batch_of, compare, real_views
+from videploy.export.verify import batch_of, real_views
+from videploy.runtime.backends.onnxruntime import OnnxRuntimeBackend
+from videploy.runtime.compare import Tolerance, compare, record_calls
 
 FP16_TOLERANCE = Tolerance(rtol=1e-2, atol=1e-6, min_cosine=0.999)
 UNDERFLOW = 1e-4
@@ -234,12 +236,9 @@ def _zoo_fp16_rows(bundle, manifest):
         return ref
 
     view, _ = real_views(manifest.preprocessing)
-    video = batch_of(view, 2)
-    if manifest.early_exit is None:
-        g = manifest.graphs[0]
-        run(g.role, {g.inputs[0].name: video})
-    else:
-        adafocus_chain(run, video, manifest.early_exit)
+    # the inputs each graph really gets: the runtime's own chain (AdaFocusV3: every step), recorded
+    for call in record_calls(OnnxRuntimeBackend(bundle, threads=1), batch_of(view, 2)):
+        run(call.role, call.inputs)
     return rows
 
 

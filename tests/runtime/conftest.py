@@ -19,7 +19,7 @@ BACKEND_NAMES = ["onnxruntime", "torch", "tensorrt", "tensorrt-simulated"]
 
 def _real_tensorrt_available() -> str | None:
     if importlib.util.find_spec("tensorrt") is None:
-        return "TensorRT is not installed (pip install tensorrt on a machine with an NVIDIA GPU)"
+        return "TensorRT is not installed (pip install 'videploy[tensorrt]' on a machine with an NVIDIA GPU)"
     for mod in ("cuda.bindings.runtime", "cuda.cudart"):
         try:
             if importlib.util.find_spec(mod) is not None:
@@ -27,7 +27,7 @@ def _real_tensorrt_available() -> str | None:
         except ModuleNotFoundError:
             continue
     else:
-        return "cuda-python is not installed (pip install cuda-python)"
+        return "cuda-python is not installed (pip install 'videploy[tensorrt]')"
     return None
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 # Environment variables that change how many threads the numeric libraries use.
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
-PACKAGES = ("videploy", "numpy", "onnxruntime", "onnxruntime-gpu", "torch", "tensorrt", "opencv-python", "opencv-python-headless")
+PACKAGES = ("videploy", "numpy", "onnxruntime", "onnxruntime-gpu", "openvino", "torch", "tensorrt", "tensorrt-cu13", "tensorrt-cu12", "opencv-python", "opencv-python-headless")
 
 
 def package_version(name: str) -> str | None:

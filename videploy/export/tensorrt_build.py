@@ -299,10 +299,9 @@ def check_conversions(bundle: Bundle, plan: BuildPlan) -> list[str]:
             converted = convert_to_fp16(onnx.load(str(bundle.path(g.convert_from))))
             onnx.checker.check_model(converted, full_check=True)
             ort.InferenceSession(converted.SerializeToString(), providers=["CPUExecutionProvider"])
-        except VideployError:
-            raise
-        except Exception as exc:  # onnx / onnxruntime raise their own exception types
-            raise VideployError(f"graph '{g.role}' does not convert to a valid fp16 graph ({' '.join(str(exc).split())[:500]}); build --precision fp32 instead") from exc
+        except Exception as exc:  # the converter's VideployError, or onnx / onnxruntime's own exception types
+            detail = " ".join(str(exc).split())[:500]
+            raise VideployError(f"graph '{g.role}' ({g.convert_from}) cannot be converted to fp16: {detail}; build --precision fp32 instead") from exc
         lines.append(f"graph '{g.role}': fp16 conversion checked (ONNX checker with type inference, onnxruntime loads it)")
     return lines
 
