@@ -20,6 +20,7 @@ INSTALL_HINTS: dict[str, str] = {
         "on Jetson TensorRT 10 comes with JetPack"
     ),
     "cuda": "pip install 'videploy[tensorrt]' (CUDA 13: cuda-python>=13) or 'videploy[tensorrt-cu12]' (CUDA 12: cuda-python<13)",
+    "openvino": "pip install 'videploy[openvino]'",
     "safetensors": "pip install 'videploy[torch]' (or pip install safetensors)",
     "yaml": "pip install pyyaml",
     "matplotlib": "pip install 'videploy[plot]'",

@@ -14,7 +14,7 @@ from tests.runtime.toys import ToyAdaFocus, ToyStatic, adaptive_bundle, static_b
 
 # Every backend the contract test runs against. "tensorrt" is the real library (skipped where it is
 # not installed or there is no GPU); "tensorrt-simulated" runs the same backend code on the fakes.
-BACKEND_NAMES = ["onnxruntime", "torch", "tensorrt", "tensorrt-simulated"]
+BACKEND_NAMES = ["onnxruntime", "torch", "openvino", "tensorrt", "tensorrt-simulated"]
 
 
 def _real_tensorrt_available() -> str | None:
@@ -69,6 +69,12 @@ def make_backend(monkeypatch) -> Callable:
             from videploy.export.torch_backend import TorchBackend
 
             b = TorchBackend(bundle, model=model, **kw)
+        elif name == "openvino":
+            if importlib.util.find_spec("openvino") is None:
+                pytest.skip("OpenVINO is not installed (pip install 'videploy[openvino]')")
+            from videploy.runtime.backends.openvino import OpenVinoBackend
+
+            b = OpenVinoBackend(bundle, threads=1, **kw)
         elif name == "tensorrt":
             reason = _real_tensorrt_available()
             if reason:

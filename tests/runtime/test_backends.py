@@ -210,3 +210,18 @@ def test_onnxruntime_gpu_provider_options(tmp_path, adaptive_dir):
     assert provider_options(bundle, local, "tensorrt", None)[0]["trt_fp16_enable"] is False
     assert provider_options(bundle, local, "cpu", None) == [{}]
     assert [set(o) for o in provider_options(bundle, local, "cuda", None)] == [{"device_id", "cudnn_conv_algo_search", "do_copy_in_default_stream"}, set()]
+
+
+def test_openvino_runs_fp32_unless_reduced_precision_is_asked_for(static_dir, toy_static):
+    """OpenVINO's CPU default is bf16 on bf16-capable CPUs: the backend forces fp32; bf16 is opt-in."""
+    pytest.importorskip("openvino", reason="OpenVINO is not installed (pip install 'videploy[openvino]')")
+    from videploy.runtime.backends.openvino import OpenVinoBackend
+
+    fp32 = OpenVinoBackend(static_dir, threads=1)
+    assert str(fp32._compiled["main"].get_property("INFERENCE_PRECISION_HINT")) in ("<Type: 'float32'>", "f32", "float32")
+    x = _video(2)
+    with torch.no_grad():
+        ref = toy_static(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(fp32.run("main", {"video": x})["logits"], ref, rtol=1e-5, atol=1e-5)
+    bf16 = OpenVinoBackend(static_dir, threads=1, precision="bf16")
+    assert "bf16" in str(bf16._compiled["main"].get_property("INFERENCE_PRECISION_HINT")) or "bfloat16" in str(bf16._compiled["main"].get_property("INFERENCE_PRECISION_HINT"))

@@ -7,6 +7,7 @@ needs torch and the model code) can be listed without the runtime importing torc
 
 * ``onnxruntime`` — CPU; CUDA / TensorRT execution providers with ``onnxruntime-gpu``;
 * ``tensorrt`` — native engines written by ``videploy build``;
+* ``openvino`` — OpenVINO on the CPU, reading the same ONNX graphs (fp32 unless asked otherwise);
 * ``torch`` — the PyTorch reference (``videploy.export.torch_backend``), for parity and baselines.
 
 Each class declares its devices, its default device and the keyword options it takes.
@@ -25,6 +26,7 @@ from videploy.runtime.backends.base import Backend, Call, Counters
 BACKENDS: dict[str, str] = {
     "onnxruntime": "videploy.runtime.backends.onnxruntime:OnnxRuntimeBackend",
     "tensorrt": "videploy.runtime.backends.tensorrt:TensorRTBackend",
+    "openvino": "videploy.runtime.backends.openvino:OpenVinoBackend",
     "torch": "videploy.export.torch_backend:TorchBackend",
 }
 
