@@ -112,17 +112,13 @@ def predict_files(
         check_output_path(options.visualize)
     run = PredictRun(recognizer=rec, options=options, views=views)
 
-    def prepared() -> Iterator[VideoInput]:
-        for v in videos:
-            try:
-                vi = rec.prepare(v, options.views)
-            except VideployError as exc:
-                run.failures.append((str(v), str(exc)))
-                if on_failure is not None:
-                    on_failure(str(v), str(exc))
-                continue
-            # the display crops are only drawn by --visualize; drop them so a long run stays flat
-            yield vi if options.visualize else dataclasses.replace(vi, display_frames=None)
+    def failed(video: str, exc: VideployError) -> None:
+        run.failures.append((video, str(exc)))
+        if on_failure is not None:
+            on_failure(video, str(exc))
+
+    # the display crops are only drawn by --visualize; dropping them keeps a long run flat
+    keep_display = bool(options.visualize)
 
     def emit(result: Prediction) -> None:
         run.results.append(result)
@@ -130,12 +126,13 @@ def predict_files(
             on_result(run, result)
 
     if rec.adaptive is not None and options.budget is not None:
-        _predict_fitted(rec, prepared(), options, run, emit)
+        _predict_fitted(rec, rec.prepare_stream(videos, options.views, failed, keep_display), options, run, emit)
     else:
         if rec.adaptive is not None:
             run.thresholds = resolve_exit_thresholds(rec, thresholds=options.thresholds)
         thresholds = list(run.thresholds.values) if run.thresholds is not None else None
-        for result in rec.iter_predict(prepared(), top_k=options.top_k, thresholds=thresholds, batch_size=options.batch_size, continuous=options.continuous):
+        stream = rec.iter_predict(videos, options.top_k, options.views, thresholds, options.batch_size, options.continuous, on_error=failed, keep_display=keep_display)
+        for result in stream:
             emit(result)
     if options.visualize:
         from videploy.runtime.visualize import write_visualization
@@ -145,7 +142,9 @@ def predict_files(
     return run
 
 
-def _predict_fitted(rec: Recognizer, prepared: Iterator[VideoInput], options: PredictOptions, run: PredictRun, emit: Callable[[Prediction], None]) -> None:
+def _predict_fitted(
+    rec: Recognizer, prepared: Iterator[tuple[VideoInput, float, float]], options: PredictOptions, run: PredictRun, emit: Callable[[Prediction], None]
+) -> None:
     """``--budget``: fit thresholds on the inputs themselves (a demonstration of Eq. 7) in ONE pass.
 
     Each video is decoded once and runs every step once, keeping only its per-exit logits (not its
@@ -157,15 +156,14 @@ def _predict_fitted(rec: Recognizer, prepared: Iterator[VideoInput], options: Pr
     metas: list[tuple[VideoInput, float, float]] = []
 
     def frames() -> Iterator[np.ndarray]:
-        for vi in prepared:
-            t0 = time.perf_counter()
-            metas.append((dataclasses.replace(vi, views=np.empty((0,), dtype=np.float32)), t0, 0.0))
+        for vi, t0, decode in prepared:
+            metas.append((dataclasses.replace(vi, views=np.empty((0,), dtype=np.float32)), t0, decode))
             yield vi.views[0]
 
     all_steps = [never_stops(ee.criterion)] * (ee.num_steps + 1)
     for i, oc in enumerate(rec.adaptive.iter_run(frames(), thresholds=all_steps, batch_size=options.batch_size, continuous=options.continuous, keep_exit_logits=True)):
-        vi, t0, _ = metas[i]
-        kept.append((vi, oc, Timing(0.0, time.perf_counter() - t0)))
+        vi, t0, decode = metas[i]
+        kept.append((vi, oc, Timing(decode, time.perf_counter() - t0)))
     if not kept:
         return
     run.thresholds = thresholds_from_values(np.array([oc.entropies for _, oc, _ in kept]), ee.exit_gflops, options.budget, ee.criterion)

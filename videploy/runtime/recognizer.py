@@ -16,7 +16,7 @@ import dataclasses
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence, Union
+from typing import Any, Callable, Iterable, Iterator, Sequence, Union
 
 import numpy as np
 
@@ -29,6 +29,7 @@ from videploy.runtime.adaptive import AdaptiveOutcome, AdaptiveRunner, Cube
 from videploy.runtime.backends import BackendSpec, open_backend
 from videploy.runtime.exit_criteria import never_stops
 from videploy.runtime.labels import read_labels
+from videploy.runtime.pipeline import ordered_prefetch
 from videploy.runtime.video import VideoInput, VideoSource, load_video
 
 ViewSpec = Union[None, str, Sequence[int]]
@@ -126,6 +127,7 @@ def load(
     device: str | None = None,
     labels: str | Path | None = None,
     precision: str | None = None,
+    decode_workers: int = 1,
     **backend_options: Any,
 ) -> "Recognizer":
     """Open a bundle (a directory or a :class:`~videploy.bundle.bundle.Bundle`) for prediction.
@@ -134,9 +136,10 @@ def load(
     :data:`videploy.runtime.backends.BACKENDS`), a :class:`Backend` instance, or a factory
     ``(bundle, device=..., precision=..., **options) -> Backend``. ``device``: None for the
     backend's default. ``labels``: a class-name file that overrides the bundle's.
+    ``decode_workers``: threads decoding the next videos while the backend runs (0: decode inline).
     ``backend_options`` go to the backend (e.g. ``threads=1`` for onnxruntime).
     """
-    return Recognizer(bundle, backend=backend, device=device, labels=labels, precision=precision, **backend_options)
+    return Recognizer(bundle, backend=backend, device=device, labels=labels, precision=precision, decode_workers=decode_workers, **backend_options)
 
 
 class Recognizer:
@@ -149,8 +152,12 @@ class Recognizer:
         device: str | None = None,
         labels: str | Path | None = None,
         precision: str | None = None,
+        decode_workers: int = 1,
         **backend_options: Any,
     ):
+        if decode_workers < 0:
+            raise VideployError(f"decode_workers must be >= 0, got {decode_workers}")
+        self.decode_workers = int(decode_workers)  # threads decoding ahead of inference (0: inline)
         self.bundle = bundle = Bundle.of(bundle)
         self.manifest: Manifest = bundle.manifest
         m = self.manifest
@@ -240,28 +247,54 @@ class Recognizer:
         thresholds: Sequence[float] | None = None,
         batch_size: int | None = None,
         continuous: bool = False,
+        on_error: Callable[[str, VideployError], None] | None = None,
+        keep_display: bool = True,
     ) -> Iterator[Prediction]:
         """Like :meth:`predict_batch`, yielding each prediction (in input order) as soon as it is ready.
 
-        Videos are decoded lazily, as the batches need them: a long list never piles up frames.
+        Videos are decoded as the batches need them, ``decode_workers`` threads ahead (a long list
+        never piles up frames). ``on_error(video, error)``: a video that cannot be decoded is
+        reported there and skipped (without it, the error is raised). ``keep_display=False`` drops
+        the display crops (used only for drawing) right after decoding.
         """
         if top_k < 1:
             raise VideployError(f"top_k must be >= 1, got {top_k}")
         bs = self.bundle.batch_size(batch_size, self.backend.dynamic_batch)
         if self.adaptive is None and thresholds is not None:
             raise VideployError(f"exit thresholds apply to adaptive (AdaFocusV3) bundles; {self.manifest.model_name!r} is a {self.manifest.family} bundle")
-        prepared = self._timed_prepare(videos, views)
+        prepared = self.prepare_stream(videos, views, on_error, keep_display)
         if self.adaptive is not None:
             yield from self._predict_adaptive(prepared, top_k, thresholds, bs, continuous)
         else:
             yield from self._predict_static(prepared, top_k, bs)
 
-    def _timed_prepare(self, videos: Iterable[VideoSource | VideoInput], views: ViewSpec) -> Iterator[tuple[VideoInput, float, float]]:
-        """(input, decode start, decode seconds) per video, decoded when the consumer asks."""
-        for v in videos:
+    def prepare_stream(
+        self,
+        videos: Iterable[VideoSource | VideoInput],
+        views: ViewSpec = None,
+        on_error: Callable[[str, VideployError], None] | None = None,
+        keep_display: bool = True,
+    ) -> Iterator[tuple[VideoInput, float, float]]:
+        """(input, decode start time, decode seconds) per video, in order, decoded ahead of the consumer
+        by ``decode_workers`` threads (:mod:`videploy.runtime.pipeline`; 0: in the consumer's thread)."""
+        self.views(views)  # a bad view spec fails here, before any decoding
+
+        def decode(v: VideoSource | VideoInput) -> tuple[VideoInput, float, float]:
             t0 = time.perf_counter()
             vi = self.prepare(v, views)
-            yield vi, t0, (0.0 if isinstance(v, VideoInput) else time.perf_counter() - t0)
+            if not keep_display and vi.display_frames is not None:
+                vi = dataclasses.replace(vi, display_frames=None)
+            return vi, t0, (0.0 if isinstance(v, VideoInput) else time.perf_counter() - t0)
+
+        for v, result in ordered_prefetch(videos, decode, self.decode_workers):
+            if isinstance(result, VideployError):
+                if on_error is None:
+                    raise result
+                on_error(v.source if isinstance(v, VideoInput) else str(v), result)
+                continue
+            if isinstance(result, BaseException):
+                raise result
+            yield result
 
     def _predict_static(self, prepared: Iterable[tuple[VideoInput, float, float]], top_k: int, bs: int) -> Iterator[Prediction]:
         spec = self.manifest.graph("main").input("video")
