@@ -71,6 +71,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--visualize", metavar="OUT", help="AdaFocusV3: draw the focus cubes to OUT.png/.jpg (contact sheet) or OUT.mp4/.avi")
     p.add_argument("--json", action="store_true", help="print JSON instead of tables")
     p.add_argument("--threads", type=int, metavar="N", help="onnxruntime intra-op threads (default: onnxruntime's choice)")
+    p.add_argument("--decode-workers", type=int, default=1, metavar="N", help="threads decoding the next videos while the model runs (default 1; 0 decodes inline)")
     p.add_argument("--checkpoint", metavar="PATH", help="--backend torch only: the checkpoint the bundle was exported from")
     p.set_defaults(func=run)
     return p
@@ -104,6 +105,7 @@ def run(args: argparse.Namespace) -> int:
         visualize=args.visualize,
         threads=args.threads,
         checkpoint=args.checkpoint,
+        decode_workers=args.decode_workers,
     )
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 

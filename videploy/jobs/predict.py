@@ -45,6 +45,7 @@ class PredictOptions:
     visualize: str | Path | None = None  # AdaFocusV3: draw the cubes (png/jpg/mp4/avi)
     threads: int | None = None  # backends that take it (onnxruntime, torch)
     checkpoint: str | Path | None = None  # the torch backend: the checkpoint the bundle was exported from
+    decode_workers: int = 1  # threads decoding the next videos while the model runs (0: inline)
 
 
 @dataclass
@@ -89,7 +90,9 @@ def open_recognizer(bundle: BundleLike, options: PredictOptions) -> Recognizer:
         backend_options["threads"] = options.threads
     if options.checkpoint is not None:
         backend_options["checkpoint"] = options.checkpoint
-    return Recognizer(bundle, backend=options.backend, device=options.device, labels=options.labels, precision=options.precision, **backend_options)
+    return Recognizer(
+        bundle, backend=options.backend, device=options.device, labels=options.labels, precision=options.precision, decode_workers=options.decode_workers, **backend_options
+    )
 
 
 def predict_files(
