@@ -305,11 +305,30 @@ class AdaFocusV3Local(GraphModule):
         z = max_over_frames(self.local_mlp(self.local_CNN.get_featvec(patches)).reshape(b, k, -1))
         # Running max; exact at step 0 with a zero state because z is post-ReLU (>= 0).
         state = torch.maximum(z, local_state)
-        weight = torch.stack([h[1].weight for h in self.heads])  # (Tf, C, 8192)
-        bias = torch.stack([h[1].bias for h in self.heads])  # (Tf, C)
-        feat = torch.cat([state, global_state], dim=1).unsqueeze(-1)  # (B, 8192, 1)
-        logits = torch.bmm(weight[step], feat).squeeze(-1) + bias[step]
+        feat = torch.cat([state, global_state], dim=1)  # (B, 8192)
+        if _tracing() or feat.device.type == "meta":
+            # the exported graph: heads stacked and gathered per row by `step` (one graph serves every step)
+            weight = torch.stack([h[1].weight for h in self.heads])  # (Tf, C, 8192)
+            bias = torch.stack([h[1].bias for h in self.heads])  # (Tf, C)
+            logits = torch.bmm(weight[step], feat.unsqueeze(-1)).squeeze(-1) + bias[step]
+        else:
+            # eager PyTorch, as a PyTorch user would run it: the stacked heads are kept (not re-stacked
+            # per call, ~100 MB at full size) and applied as one matmul, each row picking its step's head
+            weight, bias = self._stacked_heads()
+            every = (feat @ weight.flatten(0, 1).T).unflatten(1, weight.shape[:2]) + bias  # (B, Tf, C)
+            logits = every[torch.arange(b, device=feat.device), step]
         return logits, entropy(logits), state
+
+    def _stacked_heads(self) -> tuple[torch.Tensor, torch.Tensor]:
+        params = [p for h in self.heads for p in (h[1].weight, h[1].bias)]
+        key = tuple((p.data_ptr(), p._version, p.device, p.dtype) for p in params)
+        if getattr(self, "_heads_key", None) != key or torch.is_grad_enabled():
+            weight = torch.stack([h[1].weight for h in self.heads])
+            bias = torch.stack([h[1].bias for h in self.heads])
+            if torch.is_grad_enabled():
+                return weight, bias  # training: keep the graph to the parameters, never cache
+            self._heads, self._heads_key = (weight, bias), key
+        return self._heads
 
     def example_inputs(self, batch_size: int = 1) -> tuple[torch.Tensor, ...]:
         c = self.config
@@ -317,6 +336,19 @@ class AdaFocusV3Local(GraphModule):
         action = torch.rand(batch_size, 4)
         step = torch.arange(batch_size, dtype=torch.int64) % c.num_focus_segments
         return frames, action, step, torch.rand(batch_size, MLP_WIDTH), torch.rand(batch_size, MLP_WIDTH)
+
+
+def _tracing() -> bool:
+    """True while the module is traced (torch.export / dynamo / TorchScript) or run under a dispatch
+    mode (FLOP counting): the export path, which is also what the deployed graph costs."""
+    compiler = getattr(torch, "compiler", None)
+    for name in ("is_exporting", "is_compiling"):
+        fn = getattr(compiler, name, None)
+        if fn is not None and fn():
+            return True
+    from torch.utils._python_dispatch import _get_current_dispatch_mode
+
+    return bool(torch.jit.is_tracing() or torch.jit.is_scripting() or _get_current_dispatch_mode() is not None)
 
 
 def segment_actions(glance_actions: torch.Tensor, num_glance_segments: int, num_segments: int) -> torch.Tensor:
