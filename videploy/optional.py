@@ -16,6 +16,9 @@ INSTALL_HINTS: dict[str, str] = {
     "tensorrt": "install TensorRT 10 or 11 for your CUDA version (pip install tensorrt, or JetPack on Jetson)",
     "cuda": "pip install cuda-python (TensorRT's Python samples use it for device buffers)",
     "yaml": "pip install pyyaml",
+    "ray": "pip install 'videploy[ray]' (Ray Data, pyarrow, pandas)",
+    "pyarrow": "pip install 'videploy[ray]' (Ray Data, pyarrow, pandas)",
+    "pandas": "pip install 'videploy[ray]' (Ray Data, pyarrow, pandas)",
 }
 
 
