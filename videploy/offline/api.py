@@ -170,8 +170,6 @@ def connect(scale: ScaleOptions) -> bool:
     ray = require("ray", "predict-dataset (distributed batch inference)")
     if ray.is_initialized():
         return False
-    if scale.address is not None and scale.num_cpus is not None:
-        raise VideployError("--num-cpus sizes a local Ray instance; with --address the cluster's own resources are used")
     try:
         ray.init(address=scale.address, num_cpus=scale.num_cpus, include_dashboard=False, logging_level=logging.WARNING)
     except ConnectionError as exc:
@@ -185,7 +183,9 @@ def _batches(ds: Any, ray: Any) -> Any:
         yield from ds.iter_batches(batch_size=None, batch_format="pyarrow")
     except ray.exceptions.RayError as exc:
         cause = exc
-        while cause is not None and not isinstance(cause, VideployError):
+        for _ in range(10):  # RayTaskError -> .cause / __cause__ chain, bounded
+            if cause is None or isinstance(cause, VideployError):
+                break
             cause = getattr(cause, "cause", None) or cause.__cause__
         if isinstance(cause, VideployError):
             raise VideployError(f"an inference actor failed: {cause}") from exc

@@ -53,6 +53,8 @@ class ScaleOptions:
     limit: int | None = None  # predict at most this many of the pending videos (a trial run)
 
     def check(self) -> None:
+        if self.address is not None and self.num_cpus is not None:
+            raise VideployError("--num-cpus sizes a local Ray instance; with --address the cluster's own resources are used")
         if isinstance(self.actors, tuple):
             lo, hi = self.actors
             if not 1 <= lo <= hi:
