@@ -43,6 +43,7 @@ def test_help_teaches(capsys):
         (["--actors", "two"], "expected N or MIN-MAX"),
         (["--shard-rows", "0"], "shard rows must be >= 1"),
         (["--address", "auto", "--num-cpus", "2"], "--num-cpus sizes a local Ray instance"),
+        (["--num-cpus", "2", "--actors", "2"], "need 3 CPUs, but the Ray cluster has 2"),  # would wait forever
     ],
 )
 def test_argument_errors_come_before_any_work(capsys, bundles, tmp_path, argv, message):
@@ -51,6 +52,7 @@ def test_argument_errors_come_before_any_work(capsys, bundles, tmp_path, argv, m
     assert main(["predict-dataset", str(static), str(sample_video_path()), "-o", str(out), *argv]) == 2
     err = capsys.readouterr().err
     assert err.startswith("videploy predict-dataset: error:") and message in err
+    assert not out.exists()  # refused before anything was written
 
 
 def test_adaptive_threshold_count_is_checked(capsys, bundles, tmp_path):

@@ -14,6 +14,7 @@ from videploy.errors import VideployError
 from videploy.offline.dataset import list_videos, pending
 from videploy.offline.options import PredictOptions, ScaleOptions
 from videploy.offline.output import ShardWriter
+from videploy.offline.ray_pipeline import build_dataset, check_resources
 from videploy.optional import require
 
 log = logging.getLogger(__name__)
@@ -74,6 +75,8 @@ def predict_dataset(
     info = run_info(bundle_dir, manifest, views, options)
     ray = require("ray", "predict-dataset (distributed batch inference)")
     require("ray.data", "predict-dataset (distributed batch inference)")
+    if scale.address is None and not ray.is_initialized():  # a local instance: its size is known before it starts
+        check_resources(scale, scale.num_cpus or os.cpu_count() or 1, strict=True)
 
     with ShardWriter(out, info, shard_rows=scale.shard_rows, shard_seconds=scale.shard_seconds) as writer:
         todo = pending(items, writer.done)
@@ -88,8 +91,9 @@ def predict_dataset(
         samples: list[tuple[str, str]] = []
         done = errors = 0
         try:
-            from videploy.offline.ray_pipeline import build_dataset
 
+            if not started or scale.address is not None:
+                check_resources(scale, ray.cluster_resources().get("CPU", 0.0), strict=False)
             ds = build_dataset(todo, bundle_dir, manifest, views, options, scale, quiet=quiet_decoder)
             for table in _batches(ds, ray):
                 writer.add(table)

@@ -171,6 +171,24 @@ def build_dataset(
     return ds
 
 
+def check_resources(scale: ScaleOptions, cpus: float, strict: bool) -> None:
+    """Refuse (``strict``: a local instance, whose size is known) or warn about a pool that leaves no CPU to decode.
+
+    Ray Data cannot start a decode task while the actors hold every CPU: the job would wait forever.
+    """
+    actors = scale.actors if scale.actors is not None else 1
+    least = actors[0] if isinstance(actors, tuple) else actors
+    need = least * scale.cpus_per_actor + scale.decode_cpus
+    if need > cpus + 1e-9:
+        message = (
+            f"{least} inference actor(s) x {scale.cpus_per_actor:g} CPU + one decode task x {scale.decode_cpus:g} CPU need {need:g} CPUs, "
+            f"but the Ray cluster has {cpus:g}; use fractions (e.g. --cpus-per-actor 0.5 --decode-cpus 0.5), fewer --actors, or more CPUs"
+        )
+        if strict:
+            raise VideployError(message)
+        log.warning("%s (continuing: an autoscaling cluster may add nodes)", message)
+
+
 def backend_options(options: PredictOptions, scale: ScaleOptions) -> dict[str, Any]:
     """onnxruntime on the CPU gets as many threads as the actor holds CPUs, so actors do not oversubscribe."""
     if options.backend != "onnxruntime":
