@@ -182,6 +182,8 @@ def run(args: argparse.Namespace) -> int:
                     "remaining": summary.remaining,
                     "seconds": summary.seconds,
                     "videos_per_second": summary.videos_per_second,
+                    "first_row_s": summary.first_row_s,
+                    "steady_videos_per_second": summary.steady_videos_per_second,
                     "shards": [str(s) for s in summary.shards],
                     "error_samples": [{"path": p, "error": e} for p, e in summary.error_samples],
                 },

@@ -43,11 +43,19 @@ class RunSummary:
     out: Path
     shards: tuple[Path, ...] = ()
     remaining: int = 0  # videos still without a row (a --limit run)
+    first_row_s: float | None = None  # from the start to the first result: Ray's start-up, actors loading the bundle
     error_samples: tuple[tuple[str, str], ...] = field(default=(), repr=False)  # (path, error), the first few
 
     @property
     def videos_per_second(self) -> float:
         return self.written / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def steady_videos_per_second(self) -> float | None:
+        """Throughput after the first result (start-up excluded); None with too few rows to tell."""
+        if self.first_row_s is None or self.written < 2 or self.seconds <= self.first_row_s:
+            return None
+        return (self.written - 1) / (self.seconds - self.first_row_s)
 
 
 def predict_dataset(
@@ -90,12 +98,15 @@ def predict_dataset(
         t0 = time.perf_counter()
         samples: list[tuple[str, str]] = []
         done = errors = 0
+        first_row_s: float | None = None
         try:
 
             if not started or scale.address is not None:
                 check_resources(scale, ray.cluster_resources().get("CPU", 0.0), strict=False)
             ds = build_dataset(todo, bundle_dir, manifest, views, options, scale, quiet=quiet_decoder)
             for table in _batches(ds, ray):
+                if first_row_s is None:
+                    first_row_s = time.perf_counter() - t0
                 writer.add(table)
                 done += table.num_rows
                 err = table.column("error")
@@ -121,6 +132,7 @@ def predict_dataset(
             shards=tuple(writer.shards_written),
             remaining=remaining + len(todo) - writer.rows_written,
             error_samples=tuple(samples),
+            first_row_s=first_row_s,
         )
 
 
