@@ -102,3 +102,11 @@ def test_foreign_files_are_named(tmp_path):
     (tmp_path / "file").write_text("x")
     with pytest.raises(VideployError, match="not a directory"):
         ShardWriter(tmp_path / "file", INFO).open()
+
+
+def test_finished_rows_are_kept_when_the_run_fails(tmp_path):
+    with pytest.raises(RuntimeError):
+        with ShardWriter(tmp_path / "out", INFO, shard_rows=100) as w:
+            w.add(table("/a", "/b"))
+            raise RuntimeError("the job failed (or Ctrl-C) with rows still buffered")
+    assert sorted(done_paths(tmp_path / "out")) == ["/a", "/b"]

@@ -194,8 +194,11 @@ def run(args: argparse.Namespace) -> int:
     if summary.written == 0 and not summary.remaining:
         out.print(f"nothing to do: all {summary.listed} videos already have a row in {summary.out}")
         return 0
+    steady = summary.steady_videos_per_second
     out.print(
-        f"{summary.written} videos in {summary.seconds:.1f} s ([bold]{summary.videos_per_second:.2f} videos/s[/]), "
+        f"{summary.written} videos in {summary.seconds:.1f} s ([bold]{summary.videos_per_second:.2f} videos/s[/]"
+        + (f"; {steady:.2f} videos/s after the first {summary.first_row_s:.1f} s of start-up" if steady is not None else "")
+        + "), "
         f"{summary.errors} error{'s' if summary.errors != 1 else ''}; {summary.skipped} already done before this run"
         + (f"; {summary.remaining} left (--limit)" if summary.remaining else "")
     )

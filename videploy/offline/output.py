@@ -144,6 +144,11 @@ class ShardWriter:
         try:
             if exc_type is None:
                 self.flush()
+            else:
+                try:  # the buffered rows are finished results: keep them for the resume (Ctrl-C, a failed job)
+                    self.flush()
+                except Exception as exc:  # the original error is the one to report
+                    log.warning("could not write the last %d result rows (%s); a re-run predicts them again", self._buffered, exc)
         finally:
             self.close()
 
