@@ -22,7 +22,10 @@ that ``--visualize`` draws are never kept.
 Damaged videos: a decode failure becomes a row with ``error`` set (the :class:`VideployError`
 message) and never fails the job. An unexpected exception while decoding one video is caught too
 (logged with its traceback, the row says it is a bug to report): a job over millions of clips must
-not die, then die again on every resume, because of one file.
+not die, then die again on every resume, because of one file. At inference, a batch the backend
+refuses is retried video by video: the videos refused alone get error rows; if every one is
+refused, the problem is the bundle or the backend, not a video, and the job fails (the videos stay
+pending for the re-run).
 """
 
 from __future__ import annotations
@@ -112,22 +115,27 @@ class InferenceActor:
         return rows_to_table(rows)
 
     def _predict(self, inputs: list[Any]) -> list[Any]:
+        """Predictions, or an error message for a video the backend refuses on its own.
+
+        When the batch fails, each video is tried alone; if every one fails, the error is not about
+        a video (a bundle or backend problem) and fails the job rather than marking the videos done.
+        """
         if not inputs:
             return []
         o = self.options
         kw = dict(top_k=o.top_k, thresholds=o.thresholds, batch_size=o.batch_size, continuous=o.continuous)
         try:
             return self.rec.predict_batch(inputs, **kw)
-        except VideployError:
-            if len(inputs) == 1:
-                raise
-        # a batch-level user error (an input the graph refuses): find the video(s) and keep the rest
+        except VideployError as exc:
+            first = exc
         out: list[Any] = []
         for vi in inputs:
             try:
                 out.append(self.rec.predict_batch([vi], **kw)[0])
             except VideployError as exc:
                 out.append(str(exc))
+        if all(isinstance(r, str) for r in out):
+            raise first
         return out
 
 
