@@ -7,8 +7,8 @@ import pytest
 pa = pytest.importorskip("pyarrow", reason="the ray extra (pyarrow) is not installed: pip install -e '.[ray]'")
 pq = pytest.importorskip("pyarrow.parquet")
 
-from videploy.errors import VideployError  # noqa: E402
-from videploy.offline.output import (  # noqa: E402
+from videploy.errors import VideployError
+from videploy.offline.output import (
     METADATA_KEY,
     ShardWriter,
     done_paths,

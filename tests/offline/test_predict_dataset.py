@@ -31,7 +31,7 @@ pytestmark = pytest.mark.timeout(240)
 def _ray():
     try:
         import ray
-        import ray.data  # noqa: F401 - the data extra (pandas, pyarrow) must import too
+        import ray.data  # the data extra (pandas, pyarrow) must import too
     except ImportError as exc:
         if os.environ.get("CI"):
             pytest.fail(f"Ray Data is not installed ({exc}); CI must install the ray extra: pip install -e '.[torch,test,ray]'")
@@ -157,7 +157,7 @@ def test_adaptive_csv_with_labels_and_thresholds(ray_address, bundles, videos, t
     from videploy.offline import PredictOptions, ScaleOptions, predict_dataset
 
     _, ada = bundles
-    root, good, damaged = videos
+    _, good, damaged = videos
     csv = tmp_path / "list.csv"
     csv.write_text("path,label\n" + "".join(f"{os.path.relpath(p, tmp_path)},class{i}\n" for i, p in enumerate(good)) + f"{damaged[0]},\n")
     # thresholds at the median entropy of each exit: some videos leave early, others go on

@@ -9,12 +9,12 @@ import pytest
 
 pytest.importorskip("pyarrow", reason="the ray extra (pyarrow) is not installed: pip install -e '.[ray]'")
 
-from tests.runtime.toys import ToyStatic, static_bundle  # noqa: E402
-from videploy import runtime  # noqa: E402
-from videploy.errors import VideployError  # noqa: E402
-from videploy.offline.options import PredictOptions  # noqa: E402
-from videploy.offline.ray_pipeline import InferenceActor, decode_batch  # noqa: E402
-from videploy.runtime.samples import write_synthetic_video  # noqa: E402
+from tests.runtime.toys import ToyStatic, static_bundle
+from videploy import runtime
+from videploy.errors import VideployError
+from videploy.offline.options import PredictOptions
+from videploy.offline.ray_pipeline import InferenceActor, decode_batch
+from videploy.runtime.samples import write_synthetic_video
 
 
 @pytest.fixture(scope="module")
