@@ -13,9 +13,11 @@ Every case is a fresh command in a subprocess, as a user runs it, over the same 
   fresh OUT each time.
 
 Reported per case: the command's wall time and videos/s over it (start-up included: Python
-imports, Ray's start, actor creation, bundle loading); the start-up alone (predict: a 1-video run;
-predict-dataset: until its first result, from its summary); and the steady throughput after it. The ratio predict-dataset /
-predict on one machine is the engine's overhead there; 1 -> 2 actors shows how inference scales
+imports, Ray's start, actor creation, bundle loading); the start-up alone (predict: a 1-video
+run; predict-dataset: until its first result, from its summary); and the steady throughput once
+inference runs (predict: (N-1) / (wall N - wall 1); predict-dataset: rows finished after its first
+inference call / the time since, from the rows' ``finished_at``). The ratio predict-dataset /
+predict on one machine is the engine's cost there; 1 -> 2 actors shows how inference scales
 when CPUs are free for it. The cases are interleaved (round 1 runs each once, then round 2, ...)
 so a busy period hits all alike. Videos are copies of one clip (the sample video by default), so
 decoding cost is the same for every file.
@@ -141,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         "",
         "wall: the whole command. start-up: predict - the wall time of a 1-video run; predict-dataset - until its first result",
         "(imports, Ray start, decode workers, actors loading the bundle). steady: predict - (N-1) / (wall N - wall 1);",
-        "predict-dataset - (N-1) / (time after the first result), from its summary.",
+        "predict-dataset - rows finished after its first inference call / the time since that call (from its summary).",
     ]
     print("\n".join(lines))
     if args.json:

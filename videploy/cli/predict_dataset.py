@@ -17,7 +17,7 @@ or a CSV of path[,label] (optional header row 'path,label'; relative paths are r
 CSV). OUT is a directory of Parquet shards: pandas.read_parquet(OUT) reads them all. Columns:
 path, label, error, top_indices / top_labels / top_probabilities (most probable first),
 num_frames, frame_indices, gflops, exit_step / num_steps / full_gflops / cubes (AdaFocusV3),
-notes, decode_s, infer_s.
+notes, decode_s, infer_s, finished_at.
 
 How it runs: CPU tasks decode and preprocess videos; a pool of inference actors, each holding
 the bundle once (and a GPU on GPU backends), predicts batches of decoded videos. The two stages
@@ -197,7 +197,7 @@ def run(args: argparse.Namespace) -> int:
     steady = summary.steady_videos_per_second
     out.print(
         f"{summary.written} videos in {summary.seconds:.1f} s ([bold]{summary.videos_per_second:.2f} videos/s[/]"
-        + (f"; {steady:.2f} videos/s after the first {summary.first_row_s:.1f} s of start-up" if steady is not None else "")
+        + (f"; {steady:.2f} videos/s once inference ran, after {summary.first_row_s:.1f} s of start-up" if steady is not None else "")
         + "), "
         f"{summary.errors} error{'s' if summary.errors != 1 else ''}; {summary.skipped} already done before this run"
         + (f"; {summary.remaining} left (--limit)" if summary.remaining else "")

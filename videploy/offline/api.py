@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import os
 import time
 from dataclasses import dataclass, field
@@ -44,18 +45,14 @@ class RunSummary:
     shards: tuple[Path, ...] = ()
     remaining: int = 0  # videos still without a row (a --limit run)
     first_row_s: float | None = None  # from the start to the first result: Ray's start-up, actors loading the bundle
+    # throughput once inference runs: rows finished after the first inference call / the time since it
+    steady_videos_per_second: float | None = None
     error_samples: tuple[tuple[str, str], ...] = field(default=(), repr=False)  # (path, error), the first few
 
     @property
     def videos_per_second(self) -> float:
         return self.written / self.seconds if self.seconds > 0 else 0.0
 
-    @property
-    def steady_videos_per_second(self) -> float | None:
-        """Throughput after the first result (start-up excluded); None with too few rows to tell."""
-        if self.first_row_s is None or self.written < 2 or self.seconds <= self.first_row_s:
-            return None
-        return (self.written - 1) / (self.seconds - self.first_row_s)
 
 
 def predict_dataset(
@@ -99,8 +96,8 @@ def predict_dataset(
         samples: list[tuple[str, str]] = []
         done = errors = 0
         first_row_s: float | None = None
+        clock = _FinishClock()
         try:
-
             if not started or scale.address is not None:
                 check_resources(scale, ray.cluster_resources().get("CPU", 0.0), strict=False)
             ds = build_dataset(todo, bundle_dir, manifest, views, options, scale, quiet=quiet_decoder)
@@ -108,6 +105,7 @@ def predict_dataset(
                 if first_row_s is None:
                     first_row_s = time.perf_counter() - t0
                 writer.add(table)
+                clock.add(table.column("finished_at").to_numpy())
                 done += table.num_rows
                 err = table.column("error")
                 errors += table.num_rows - err.null_count
@@ -118,10 +116,10 @@ def predict_dataset(
                 if progress is not None:
                     progress(Progress(done, errors, len(todo), len(writer.shards_written), time.perf_counter() - t0))
             writer.flush()
+            seconds = time.perf_counter() - t0  # before Ray's shutdown, which is not this run's work
         finally:
             if started:
                 ray.shutdown()
-        seconds = time.perf_counter() - t0
         return RunSummary(
             listed=len(items),
             skipped=skipped,
@@ -133,7 +131,34 @@ def predict_dataset(
             remaining=remaining + len(todo) - writer.rows_written,
             error_samples=tuple(samples),
             first_row_s=first_row_s,
+            steady_videos_per_second=clock.steady_rate(),
         )
+
+
+class _FinishClock:
+    """Steady throughput from the rows' ``finished_at``: start-up (Ray, actors loading) left out."""
+
+    def __init__(self) -> None:
+        self.first = math.inf  # when the first inference call returned
+        self.at_first = 0  # rows it returned
+        self.last = -math.inf
+        self.rows = 0
+
+    def add(self, finished_at: Any) -> None:
+        if not len(finished_at):
+            return
+        lo, hi = float(finished_at.min()), float(finished_at.max())
+        if lo < self.first:
+            self.first, self.at_first = lo, int((finished_at == lo).sum())
+        elif lo == self.first:
+            self.at_first += int((finished_at == lo).sum())
+        self.last = max(self.last, hi)
+        self.rows += len(finished_at)
+
+    def steady_rate(self) -> float | None:
+        if self.last <= self.first or self.rows <= self.at_first:
+            return None
+        return (self.rows - self.at_first) / (self.last - self.first)
 
 
 def check_request(bundle_dir: str, options: PredictOptions) -> tuple[Manifest, tuple[int, int]]:

@@ -67,6 +67,7 @@ def schema() -> Any:
             ("notes", pa.list_(pa.string())),  # fallbacks the runtime took (short video, recount, ...)
             ("decode_s", pa.float64()),  # decode + preprocess time of this video
             ("infer_s", pa.float64()),  # its share of the inference call it was batched in
+            ("finished_at", pa.float64()),  # UNIX time that call returned (throughput over time, stragglers)
         ]
     )
 

@@ -109,9 +109,12 @@ class InferenceActor:
         t0 = time.perf_counter()
         results = self._predict(inputs)
         share = (time.perf_counter() - t0) / max(len(inputs), 1)
+        finished_at = time.time()
         for i, res in zip(where, results):
             path, label, decode_s = str(batch["path"][i]), _text(batch["label"][i]), float(batch["decode_s"][i])
             rows[i] = error_row(path, label, res, decode_s) if isinstance(res, str) else prediction_row(res, label, decode_s, share, path=path)
+        for row in rows:
+            row["finished_at"] = finished_at
         return rows_to_table(rows)
 
     def _predict(self, inputs: list[Any]) -> list[Any]:
