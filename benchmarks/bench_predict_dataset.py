@@ -14,9 +14,9 @@ Every case is a fresh command in a subprocess, as a user runs it, over the same 
 
 Reported per case: the command's wall time and videos/s over it (start-up included: Python
 imports, Ray's start, actor creation, bundle loading); the start-up alone (predict: a 1-video
-run; predict-dataset: until its first result, from its summary); and the steady throughput once
-inference runs (predict: (N-1) / (wall N - wall 1); predict-dataset: rows finished after its first
-inference call / the time since, from the rows' ``finished_at``). The ratio predict-dataset /
+run; predict-dataset: until its first result, from its summary); and the steady throughput
+(predict: (N-1) / (wall N - wall 1); predict-dataset: the middle half of the rows over the time
+they took, from the rows' ``finished_at``, so start-up and tail are left out). The ratio predict-dataset /
 predict on one machine is the engine's cost there; 1 -> 2 actors shows how inference scales
 when CPUs are free for it. The cases are interleaved (round 1 runs each once, then round 2, ...)
 so a busy period hits all alike. Videos are copies of one clip (the sample video by default), so
@@ -133,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
         rows.append([name, f"{wall:.1f}", f"{len(files) / wall:.2f}", f"{base / wall:.2f}x", f"{startup:.1f}", f"{steady:.2f}"])
     lines = header(f"predict-dataset (Ray Data) vs videploy predict, {len(files)} videos")
     lines += [
-        f"- bundle: {bundle if args.bundle else (FULL[args.family] if args.full_size else SMALL[args.family][0] + ' (small config)')}; "
+        f"- bundle: {bundle if args.bundle else (FULL[args.family] if args.full_size else SMALL[args.family][0] + (' with ' + args.overrides if args.overrides else ' (small config)'))}; "
         f"local Ray instance of {args.num_cpus} CPUs; actors reserve {args.cpus_per_actor:g} CPU, decode tasks {args.decode_cpus:g} CPU; "
         f"onnxruntime 1 thread per process; {args.repeat} round(s), medians",
         "",
@@ -143,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         "",
         "wall: the whole command. start-up: predict - the wall time of a 1-video run; predict-dataset - until its first result",
         "(imports, Ray start, decode workers, actors loading the bundle). steady: predict - (N-1) / (wall N - wall 1);",
-        "predict-dataset - rows finished after its first inference call / the time since that call (from its summary).",
+        "predict-dataset - the middle half of the rows / the time they took, from the rows' finished_at (its summary).",
     ]
     print("\n".join(lines))
     if args.json:

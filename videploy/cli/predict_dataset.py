@@ -197,7 +197,7 @@ def run(args: argparse.Namespace) -> int:
     steady = summary.steady_videos_per_second
     out.print(
         f"{summary.written} videos in {summary.seconds:.1f} s ([bold]{summary.videos_per_second:.2f} videos/s[/]"
-        + (f"; {steady:.2f} videos/s once inference ran, after {summary.first_row_s:.1f} s of start-up" if steady is not None else "")
+        + (f"; steady {steady:.2f} videos/s over the middle half, after {summary.first_row_s:.1f} s of start-up" if steady is not None else "")
         + "), "
         f"{summary.errors} error{'s' if summary.errors != 1 else ''}; {summary.skipped} already done before this run"
         + (f"; {summary.remaining} left (--limit)" if summary.remaining else "")

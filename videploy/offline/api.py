@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import logging
-import math
 import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
+
+import numpy as np
 
 from videploy.bundle.manifest import Manifest
 from videploy.errors import VideployError
@@ -45,7 +46,7 @@ class RunSummary:
     shards: tuple[Path, ...] = ()
     remaining: int = 0  # videos still without a row (a --limit run)
     first_row_s: float | None = None  # from the start to the first result: Ray's start-up, actors loading the bundle
-    # throughput once inference runs: rows finished after the first inference call / the time since it
+    # throughput over the middle half of the rows (from their finished_at): start-up and tail left out
     steady_videos_per_second: float | None = None
     error_samples: tuple[tuple[str, str], ...] = field(default=(), repr=False)  # (path, error), the first few
 
@@ -136,29 +137,30 @@ def predict_dataset(
 
 
 class _FinishClock:
-    """Steady throughput from the rows' ``finished_at``: start-up (Ray, actors loading) left out."""
+    """Steady throughput from the rows' ``finished_at``: the middle half of the rows over the time it took.
+
+    Start-up (Ray, actors loading the bundle) and the tail (the last calls, fewer actors busy) are
+    left out. Rows finish in groups, one per inference call, so it keeps one count per call time.
+    """
 
     def __init__(self) -> None:
-        self.first = math.inf  # when the first inference call returned
-        self.at_first = 0  # rows it returned
-        self.last = -math.inf
-        self.rows = 0
+        self.calls: dict[float, int] = {}
 
     def add(self, finished_at: Any) -> None:
-        if not len(finished_at):
-            return
-        lo, hi = float(finished_at.min()), float(finished_at.max())
-        if lo < self.first:
-            self.first, self.at_first = lo, int((finished_at == lo).sum())
-        elif lo == self.first:
-            self.at_first += int((finished_at == lo).sum())
-        self.last = max(self.last, hi)
-        self.rows += len(finished_at)
+        times, counts = np.unique(np.asarray(finished_at, dtype=np.float64), return_counts=True)
+        for t, c in zip(times.tolist(), counts.tolist()):
+            self.calls[t] = self.calls.get(t, 0) + c
 
     def steady_rate(self) -> float | None:
-        if self.last <= self.first or self.rows <= self.at_first:
+        if len(self.calls) < 3:
             return None
-        return (self.rows - self.at_first) / (self.last - self.first)
+        times = sorted(self.calls)
+        cum = np.cumsum([self.calls[t] for t in times])
+        lo = int(np.searchsorted(cum, 0.25 * cum[-1]))
+        hi = int(np.searchsorted(cum, 0.75 * cum[-1]))
+        if hi <= lo or times[hi] <= times[lo]:
+            return None
+        return float(cum[hi] - cum[lo]) / (times[hi] - times[lo])
 
 
 def check_request(bundle_dir: str, options: PredictOptions) -> tuple[Manifest, tuple[int, int]]:
