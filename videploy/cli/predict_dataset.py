@@ -200,7 +200,8 @@ def run(args: argparse.Namespace) -> int:
         + (f"; steady {steady:.2f} videos/s over the middle half, after {summary.first_row_s:.1f} s of start-up" if steady is not None else "")
         + "), "
         f"{summary.errors} error{'s' if summary.errors != 1 else ''}; {summary.skipped} already done before this run"
-        + (f"; {summary.remaining} left (--limit)" if summary.remaining else "")
+        + (f"; {summary.remaining} left (--limit)" if summary.remaining else ""),
+        soft_wrap=True,
     )
     out.print(f"results: {summary.out} ({len(summary.shards)} new shard{'s' if len(summary.shards) != 1 else ''}); read with pandas.read_parquet({str(summary.out)!r})", soft_wrap=True)
     for path, message in summary.error_samples[:10]:
