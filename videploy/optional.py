@@ -26,6 +26,9 @@ INSTALL_HINTS: dict[str, str] = {
     "matplotlib": "pip install 'videploy[plot]'",
     "pytriton": "pip install 'videploy[serve]' (PyTriton ships Triton Inference Server; Linux x86-64 or arm64)",
     "tritonclient": "pip install 'videploy[serve]' (or pip install 'tritonclient[http,grpc]')",
+    "ray": "pip install 'videploy[ray]' (Ray Data, pyarrow, pandas)",
+    "pyarrow": "pip install 'videploy[ray]' (Ray Data, pyarrow, pandas)",
+    "pandas": "pip install 'videploy[ray]' (Ray Data, pyarrow, pandas)",
 }
 
 

@@ -52,6 +52,22 @@ from videploy.runtime.backends.base import Backend
 from videploy.runtime.exit_criteria import criterion_values, never_stops, stops
 
 
+def exit_thresholds(ee: EarlyExit, override: Sequence[float] | None = None, model_name: str = "the bundle") -> np.ndarray:
+    """eta_0..eta_T for a bundle's exits: ``override`` (checked), else the manifest's, else "never stop"."""
+    n = ee.num_steps + 1
+    if override is not None:
+        eta = np.asarray([float(x) for x in override], dtype=np.float64)
+        if eta.shape != (n,):
+            raise VideployError(f"{model_name!r} has {n} exits (glance + {ee.num_steps} focus steps), so it needs {n} thresholds, got {eta.size}")
+    elif ee.thresholds is not None:
+        eta = np.asarray(ee.thresholds, dtype=np.float64)
+    else:
+        eta = np.full(n, never_stops(ee.criterion))
+    if np.isnan(eta).any():
+        raise VideployError(f"exit thresholds must be numbers (inf / -inf allowed), got {eta.tolist()}")
+    return eta
+
+
 def exit_step(values: Sequence[float], thresholds: Sequence[float], criterion: str = "entropy") -> int:
     """The exit a video whose criterion is ``values`` at exits 0..T takes under ``thresholds``: the
     first exit whose threshold it reaches, else the last (what the runner decides step by step)."""
@@ -120,20 +136,7 @@ class AdaptiveRunner:
     # --- thresholds -------------------------------------------------------------------------------
     def thresholds(self, override: Sequence[float] | None = None) -> np.ndarray:
         """eta_0..eta_Tf: ``override``, else the manifest's, else "never stop" (-inf for entropy): no early exit."""
-        n = self.ee.num_steps + 1
-        if override is not None:
-            eta = np.asarray([float(x) for x in override], dtype=np.float64)
-            if eta.shape != (n,):
-                raise VideployError(
-                    f"{self.manifest.model_name!r} has {n} exits (glance + {self.ee.num_steps} focus steps), so it needs {n} thresholds, got {eta.size}"
-                )
-        elif self.ee.thresholds is not None:
-            eta = np.asarray(self.ee.thresholds, dtype=np.float64)
-        else:
-            eta = np.full(n, never_stops(self.ee.criterion))
-        if np.isnan(eta).any():
-            raise VideployError(f"exit thresholds must be numbers (inf / -inf allowed), got {eta.tolist()}")
-        return eta
+        return exit_thresholds(self.ee, override, self.manifest.model_name)
 
     # --- public -----------------------------------------------------------------------------------
     def run(

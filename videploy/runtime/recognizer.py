@@ -121,6 +121,35 @@ class Prediction:
         return jsonsafe.encode(d)
 
 
+def parse_views(manifest: Manifest, views: ViewSpec) -> tuple[int, int]:
+    """(clips, crops) for a view spec on a bundle: ``None`` -> (1, 1); ``"official"`` -> the manifest's
+    protocol; ``"4x3"`` or (4, 3) -> (clips, crops). AdaFocusV3 evaluates one view."""
+    pre = manifest.preprocessing
+    if views is None:
+        clips, crops = 1, 1
+    elif isinstance(views, str):
+        if views == "official":
+            clips, crops = pre.num_clips, pre.num_crops
+        else:
+            parts = views.lower().split("x")
+            if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
+                raise VideployError(f"views must look like CLIPSxCROPS (e.g. 4x3, 1x1) or 'official', got {views!r}")
+            clips, crops = int(parts[0]), int(parts[1])
+    else:
+        vs = tuple(int(v) for v in views)
+        if len(vs) != 2:
+            raise VideployError(f"views must be (clips, crops), got {views!r}")
+        clips, crops = vs
+    if clips < 1 or crops not in (1, 3):
+        raise VideployError(f"views {clips}x{crops}: clips must be >= 1 and crops 1 (centre) or 3 (three-crop)")
+    if manifest.early_exit is not None and (clips, crops) != (1, 1):
+        raise VideployError(
+            f"{manifest.model_name!r} is adaptive (AdaFocusV3), which evaluates one view per video (as the official "
+            f"evaluation does); drop --views or use 1x1, not {clips}x{crops}"
+        )
+    return clips, crops
+
+
 def load(
     bundle: BundleLike,
     backend: BackendSpec = "onnxruntime",
@@ -185,30 +214,7 @@ class Recognizer:
     # --- inputs -----------------------------------------------------------------------------------
     def views(self, views: ViewSpec) -> tuple[int, int]:
         """``None`` -> (1, 1); ``"official"`` -> the manifest's protocol; ``"4x3"`` or (4, 3) -> (clips, crops)."""
-        pre = self.manifest.preprocessing
-        if views is None:
-            clips, crops = 1, 1
-        elif isinstance(views, str):
-            if views == "official":
-                clips, crops = pre.num_clips, pre.num_crops
-            else:
-                parts = views.lower().split("x")
-                if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
-                    raise VideployError(f"views must look like CLIPSxCROPS (e.g. 4x3, 1x1) or 'official', got {views!r}")
-                clips, crops = int(parts[0]), int(parts[1])
-        else:
-            vs = tuple(int(v) for v in views)
-            if len(vs) != 2:
-                raise VideployError(f"views must be (clips, crops), got {views!r}")
-            clips, crops = vs
-        if clips < 1 or crops not in (1, 3):
-            raise VideployError(f"views {clips}x{crops}: clips must be >= 1 and crops 1 (centre) or 3 (three-crop)")
-        if self.adaptive is not None and (clips, crops) != (1, 1):
-            raise VideployError(
-                f"{self.manifest.model_name!r} is adaptive (AdaFocusV3), which evaluates one view per video (as the official "
-                f"evaluation does); drop --views or use 1x1, not {clips}x{crops}"
-            )
-        return clips, crops
+        return parse_views(self.manifest, views)
 
     def prepare(self, video: VideoSource | VideoInput, views: ViewSpec = None) -> VideoInput:
         """Decode and preprocess one video (raises VideployError for a bad input)."""
