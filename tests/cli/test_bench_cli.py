@@ -151,3 +151,24 @@ def test_bench_without_torch(bundles):
     assert status["torch"]["status"] == "skipped" and "'torch'" in status["torch"]["reason"] and "not installed" in status["torch"]["reason"]
     assert d["reference"] == "onnxruntime"
     assert list(d["graphs"][0]["backends"]) == ["onnxruntime"] and d["graphs"][0]["speedup"]["onnxruntime"] == 1.0
+
+
+def test_out_writes_the_complete_record(capsys, bundles, tmp_path):
+    import json
+
+    _, ada = bundles
+    out = tmp_path / "record"
+    assert main(["bench", str(ada), "--repeat", "2", "--warmup", "0", "--threads", "1", "--videos", "4", "--batch", "1,2", "--out", str(out)]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["adafocus_budget.png", "latency_vs_batch.png", "report.json", "report.md"]
+    d = json.loads((out / "report.json").read_text())  # strict JSON
+    t = d["graphs"][0]["backends"]["onnxruntime"]
+    assert len(t["samples_s"]) == 2 and t["min_s"] <= t["median_s"] <= t["p95_s"] <= t["p99_s"] <= t["max_s"]
+    assert t["achieved_gflops_per_s"] > 0 and 0 < t["fraction_of_matmul_peak"] and d["matmul_peak"]["gflops_per_s"] > 0
+    ok = [b for b in d["backends"] if b["status"] == "ok"]
+    assert all(b["load_s"] > 0 for b in ok) and d["command"].endswith(f"--out {out}")
+    stages = d["adaptive"]["early_exit"]["cases"]["all steps"]["stages_s"]
+    assert {"glance", "policy", "local step 1"} <= set(stages) and any(k.startswith("glue") for k in stages)
+    assert len(d["adaptive"]["budget_sweep"]) == 3
+    md = (out / "report.md").read_text()
+    for needle in ("p99", "% of peak", "cold start", "exit budget sweep", "stages (ms)"):
+        assert needle in md

@@ -22,9 +22,11 @@ random-weight clips.
 
 from __future__ import annotations
 
+import contextlib
 import math
-from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -49,6 +51,7 @@ class Accounting:
     calls: dict[str, int]
     rows: dict[str, int]
     batch_size: int
+    stages_s: dict[str, float] = field(default_factory=dict)  # wall time per stage of that run (glue included)
 
     @property
     def local_rows_per_call(self) -> float:
@@ -63,14 +66,19 @@ class Accounting:
             "rows": dict(self.rows),
             "local_rows_per_call": self.local_rows_per_call,
             "local_occupancy": self.local_rows_per_call / self.batch_size if self.batch_size else 0.0,
+            "stages_s": dict(self.stages_s),
         }
 
 
 def account(rec: Recognizer, run: Callable[[], list[Prediction]], batch_size: int) -> tuple[Accounting, list[Prediction]]:
-    """Run once (untimed) with fresh counters; the work done and the predictions."""
+    """Run once (untimed by the benchmark) with fresh counters; the work done, where the time went, and the predictions."""
     ee = rec.manifest.early_exit
     rec.counters.reset()
-    preds = run()
+    with stage_timer(rec.backend) as stages:
+        t0 = time.perf_counter()
+        preds = run()
+        total = time.perf_counter() - t0
+    stages["glue (host: gathers, decisions, bookkeeping)"] = max(0.0, total - sum(stages.values()))
     c = rec.counters.snapshot()
     exits = np.bincount([p.adaptive.exit_step for p in preds], minlength=ee.num_steps + 1)
     acc = Accounting(
@@ -79,8 +87,63 @@ def account(rec: Recognizer, run: Callable[[], list[Prediction]], batch_size: in
         calls=dict(c.calls),
         rows=dict(c.rows),
         batch_size=batch_size,
+        stages_s=dict(stages),
     )
     return acc, preds
+
+
+@contextlib.contextmanager
+def stage_timer(backend: Any) -> Iterator[dict[str, float]]:
+    """Wall time of every backend call inside the block, by stage: ``glance``, ``policy``, ``local step t``
+    (the step of the rows, or ``local mixed steps`` in continuous batching)."""
+    stages: dict[str, float] = {}
+    original = backend.run
+
+    def timed(role: str, inputs: Any, fetch: Any = None) -> Any:
+        key = role
+        if role == "local":
+            step = np.asarray(inputs["step"])
+            key = f"local step {int(step[0]) + 1}" if step.size and (step == step[0]).all() else "local mixed steps"
+        t0 = time.perf_counter()
+        try:
+            return original(role, inputs, fetch=fetch)
+        finally:
+            stages[key] = stages.get(key, 0.0) + time.perf_counter() - t0
+
+    backend.run = timed
+    try:
+        yield stages
+    finally:
+        del backend.run  # the instance attribute goes; the class's method is back
+
+
+def sweep_budgets(
+    rec: Recognizer, stream: Sequence[VideoInput], fractions: Sequence[float], batch_size: int, repeat: int, warmup: int, clock: Clock
+) -> list[dict[str, Any]]:
+    """GFLOPs and time per video at exit budgets placed at ``fractions`` of the way from the glance to
+    all steps (thresholds fitted on the stream itself): the curve behind AdaFocusV3's speed claim."""
+    from videploy.calibration.fit_on_videos import resolve_exit_thresholds
+
+    ee = rec.manifest.early_exit
+    lo, hi = ee.exit_gflops[0], ee.exit_gflops[-1]
+    runs, budgets = {}, {}
+    for f in fractions:
+        budget = lo + float(f) * (hi - lo)
+        eta = resolve_exit_thresholds(rec, stream, budget=budget, batch_size=batch_size).values
+        name = f"budget {budget:.4g}"
+        runs[name] = lambda eta=eta: rec.predict_batch(stream, thresholds=list(eta), batch_size=batch_size)
+        budgets[name] = budget
+    accounting = {name: account(rec, run, batch_size)[0] for name, run in runs.items()}
+    timings = measure_interleaved([Case(name, run, items=len(stream)) for name, run in runs.items()], repeat=repeat, warmup=warmup, clock=clock)
+    return [
+        {
+            "budget_gflops": budgets[name],
+            "gflops_per_video": accounting[name].gflops_per_video,
+            "time_per_video_s": timings[name].stats.median / len(stream),
+            "exit_counts": list(accounting[name].exit_counts),
+        }
+        for name in runs
+    ]
 
 
 @dataclass(frozen=True)

@@ -10,9 +10,11 @@ picks its device for the benchmark's ``--device`` (:meth:`Backend.device_for`: T
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
+from videploy.bench.machine import peak_rss_mb, reset_peak_rss
 from videploy.bundle.bundle import Bundle
 from videploy.errors import VideployError
 from videploy.runtime.backends import BACKENDS, BackendSpec, backend_class, open_backend
@@ -27,6 +29,8 @@ class BackendSlot:
     device: str
     backend: Backend | None = None
     reason: str | None = None
+    load_s: float | None = None  # cold start: opening the backend (sessions / engines loaded)
+    load_peak_rss_mb: float | None = None  # the process's peak resident memory while it loaded
 
     @property
     def ok(self) -> bool:
@@ -40,6 +44,8 @@ class BackendSlot:
         d: dict[str, Any] = {"name": self.name, "device": self.device, "status": "ok" if self.ok else "skipped"}
         if self.ok:
             d["threads"] = self.threads
+            d["load_s"] = self.load_s
+            d["load_peak_rss_mb"] = self.load_peak_rss_mb
         else:
             d["reason"] = self.reason
         return d
@@ -88,7 +94,11 @@ def open_backends(
             if threads is not None and "threads" in cls.options:
                 opts["threads"] = threads
             spec = (factories or {}).get(name) or name
+            reset_peak_rss()
+            t0 = time.perf_counter()
             slot.backend = open_backend(spec, bundle, device=slot.device, precision=precision, **opts)
+            slot.load_s = time.perf_counter() - t0
+            slot.load_peak_rss_mb = peak_rss_mb()
         except (VideployError, ImportError) as exc:  # a backend that cannot run here is skipped, with why
             slot.reason = one_line(str(exc))
         slots.append(slot)

@@ -28,14 +28,15 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from videploy.bench import inputs as bench_inputs
-from videploy.bench.adaptive import Comparison, bench_batching, bench_early_exit
+from videploy.bench.adaptive import Comparison, bench_batching, bench_early_exit, sweep_budgets
 from videploy.bench.backends import (
     BackendSlot,
     close_all,
     open_backends,
     reference_of,
 )
-from videploy.bench.machine import machine_info
+from videploy.bench.machine import machine_info, peak_rss_mb, reset_peak_rss
+from videploy.bench.peak import Peak, matmul_peak
 from videploy.bench.timing import (
     Case,
     Clock,
@@ -70,13 +71,23 @@ class GraphResult:
         """How many times faster backend ``name`` ran this graph than the reference."""
         return speedup(self.timings[self.reference], self.timings[name])
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self, peak_gflops_per_s: float | None = None, views_per_video: int = 1) -> dict[str, Any]:
+        backends = {}
+        for n, t in self.timings.items():
+            d = t.to_dict()
+            rows_per_s = self.batch / t.stats.median
+            achieved = 2.0 * self.gflops_per_row * rows_per_s  # GMACs -> floating-point operations
+            d["views_per_s"] = rows_per_s
+            d["videos_per_s"] = rows_per_s / views_per_video if self.role == "main" else None
+            d["achieved_gflops_per_s"] = achieved
+            d["fraction_of_matmul_peak"] = achieved / peak_gflops_per_s if peak_gflops_per_s else None
+            backends[n] = d
         return {
             "role": self.role,
             "batch": self.batch,
             "gflops_per_row": self.gflops_per_row,
             "reference": self.reference,
-            "backends": {n: t.to_dict() for n, t in self.timings.items()},
+            "backends": backends,
             "speedup": {n: encode_float(self.speedup(n)) for n in self.timings},
         }
 
@@ -100,6 +111,9 @@ class BenchReport:
     batching: Comparison | None = None
     adaptive_backend: str | None = None
     notes: list[str] = field(default_factory=list)
+    peak: Peak | None = None
+    budget_sweep: list[dict[str, Any]] = field(default_factory=list)
+    timing_peak_rss_mb: float | None = None
 
     @property
     def adaptive(self) -> bool:
@@ -143,7 +157,9 @@ class BenchReport:
             "backends": self.backends,
             "reference": self.reference,
             "decode": {"source": self.decode_source, "frames": m.preprocessing.num_frames, **self.decode.to_dict()},
-            "graphs": [g.to_dict() for g in self.graphs],
+            "matmul_peak": None if self.peak is None else self.peak.to_dict(),
+            "timing_peak_rss_mb": self.timing_peak_rss_mb,
+            "graphs": [g.to_dict(self.peak.gflops_per_s if self.peak else None) for g in self.graphs],
             "where_time_goes": self.where_time_goes(),
             "adaptive": None,
             "notes": list(self.notes),
@@ -158,6 +174,7 @@ class BenchReport:
                 "thresholds": self.thresholds.to_dict(),
                 "early_exit": self.early_exit.to_dict(),
                 "batching": self.batching.to_dict(),
+                "budget_sweep": list(self.budget_sweep),
             }
         return d
 
@@ -207,6 +224,8 @@ def bench_bundle(
     budget: float | None = None,
     adaptive_batch: int | None = None,
     adaptive: bool = True,
+    budget_sweep: Sequence[float] = (),
+    probe_peak: bool = True,
     factories: Mapping[str, BackendSpec] | None = None,
     clock: Clock = time.perf_counter,
     command: str | None = None,
@@ -242,7 +261,13 @@ def bench_bundle(
     try:
         running = [s for s in slots if s.ok]
         reference = reference_of(slots)
+        peak = None
+        if probe_peak:
+            say("measuring this machine's fp32 matrix-multiply peak (onnxruntime, same threads)")
+            peak = matmul_peak(threads)
+        reset_peak_rss()
         graphs = _bench_graphs(manifest, stream, running, ok_batches, reference, repeat, warmup, clock, say)
+        timing_peak = peak_rss_mb()
 
         settings: dict[str, Any] = {
             "backends": list(backends),
@@ -269,6 +294,8 @@ def bench_bundle(
             decode_source=str(files[0]),
             graphs=graphs,
             notes=notes,
+            peak=peak,
+            timing_peak_rss_mb=timing_peak,
         )
         if ee is not None and adaptive:
             slot = running[0]
@@ -281,6 +308,9 @@ def bench_bundle(
             report.early_exit = bench_early_exit(rec, stream, eta.values, bs, repeat, warmup, clock)
             say(f"AdaFocusV3 on {slot.name}: static vs continuous batching")
             report.batching = bench_batching(rec, stream, eta.values, bs, repeat, warmup, clock)
+            if budget_sweep:
+                say(f"AdaFocusV3 on {slot.name}: GFLOPs and time per video across exit budgets")
+                report.budget_sweep = sweep_budgets(rec, stream, budget_sweep, bs, repeat, warmup, clock)
             report.thresholds = eta
             report.adaptive_backend = slot.name
             if eta.note:

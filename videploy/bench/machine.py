@@ -32,6 +32,40 @@ def usable_cpus() -> int:
         return os.cpu_count() or 1
 
 
+def cpu_model() -> str | None:
+    """The CPU's model name (Linux /proc/cpuinfo), e.g. 'AMD EPYC ...' or 'Intel(R) Xeon(R) ...'."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.lower().startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        return None
+    return None
+
+
+def reset_peak_rss() -> bool:
+    """Reset this process's peak resident memory (Linux: /proc/self/clear_refs); False where it cannot."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def peak_rss_mb() -> float | None:
+    """Peak resident memory of this process since start or the last :func:`reset_peak_rss` (VmHWM), in MiB."""
+    try:
+        with open("/proc/self/status", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        return None
+    return None
+
+
 def machine_info() -> dict[str, Any]:
     """A JSON-able description of this machine and the software versions a benchmark ran with."""
     try:
@@ -42,6 +76,7 @@ def machine_info() -> dict[str, Any]:
     return {
         "platform": platform.platform(),
         "processor": platform.processor() or platform.machine(),
+        "cpu_model": cpu_model(),
         "python": platform.python_version(),
         "cpu_count": os.cpu_count(),
         "usable_cpus": usable_cpus(),
@@ -54,7 +89,7 @@ def machine_info() -> dict[str, Any]:
 def describe(info: dict[str, Any]) -> str:
     """One line for a table header."""
     v = info["versions"]
-    parts = [f"{info['usable_cpus']}/{info['cpu_count']} CPUs", info["processor"], f"python {info['python']}"]
+    parts = [f"{info['usable_cpus']}/{info['cpu_count']} CPUs", info.get("cpu_model") or info["processor"], f"python {info['python']}"]
     for p in ("onnxruntime", "onnxruntime-gpu", "torch", "tensorrt"):
         if p in v:
             parts.append(f"{p} {v[p]}")

@@ -19,6 +19,8 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
+import numpy as np
+
 from videploy.errors import VideployError
 from videploy.jsonsafe import encode_float
 
@@ -26,21 +28,17 @@ Clock = Callable[[], float]
 
 
 def percentile(samples: Sequence[float], q: float) -> float:
-    """The ``q``-th percentile (0..100) of ``samples``, linear interpolation between order statistics."""
-    if not samples:
+    """The ``q``-th percentile (0..100) of ``samples`` (numpy's linear interpolation between order statistics)."""
+    if not len(samples):
         raise VideployError("a percentile of no samples is undefined; time at least one repetition")
     if not 0.0 <= q <= 100.0:
         raise VideployError(f"percentile q must be in [0, 100], got {q}")
-    xs = sorted(float(x) for x in samples)
-    pos = (len(xs) - 1) * q / 100.0
-    lo = math.floor(pos)
-    hi = min(lo + 1, len(xs) - 1)
-    return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)
+    return float(np.percentile(np.asarray(samples, dtype=np.float64), q))
 
 
 @dataclass(frozen=True)
 class Stats:
-    """Summary of wall-time samples, in seconds."""
+    """Summary of wall-time samples, in seconds (numpy statistics)."""
 
     samples: tuple[float, ...]
     median: float
@@ -50,6 +48,8 @@ class Stats:
     mean: float
     minimum: float
     maximum: float
+    p95: float = math.nan
+    p99: float = math.nan
 
     @property
     def iqr(self) -> float:
@@ -57,31 +57,36 @@ class Stats:
 
     @classmethod
     def of(cls, samples: Sequence[float]) -> "Stats":
-        xs = tuple(float(x) for x in samples)
-        if not xs:
+        xs = np.asarray([float(x) for x in samples], dtype=np.float64)
+        if xs.size == 0:
             raise VideployError("no timing samples to summarise; use at least one repetition")
+        q1, med, q3, p90, p95, p99 = np.percentile(xs, [25, 50, 75, 90, 95, 99])
         return cls(
-            samples=xs,
-            median=percentile(xs, 50),
-            p90=percentile(xs, 90),
-            q1=percentile(xs, 25),
-            q3=percentile(xs, 75),
-            mean=sum(xs) / len(xs),
-            minimum=min(xs),
-            maximum=max(xs),
+            samples=tuple(float(x) for x in xs),
+            median=float(med),
+            p90=float(p90),
+            q1=float(q1),
+            q3=float(q3),
+            mean=float(xs.mean()),
+            minimum=float(xs.min()),
+            maximum=float(xs.max()),
+            p95=float(p95),
+            p99=float(p99),
         )
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "repeat": len(self.samples),
+            "mean_s": self.mean,
             "median_s": self.median,
             "p90_s": self.p90,
+            "p95_s": self.p95,
+            "p99_s": self.p99,
+            "min_s": self.minimum,
+            "max_s": self.maximum,
             "q1_s": self.q1,
             "q3_s": self.q3,
             "iqr_s": self.iqr,
-            "mean_s": self.mean,
-            "min_s": self.minimum,
-            "max_s": self.maximum,
             "samples_s": list(self.samples),
         }
 

@@ -79,6 +79,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     add_exit_threshold_arguments(p, fitted_on="the benchmark stream itself")
     p.add_argument("--stream-batch", type=int, metavar="N", help="AdaFocusV3: batch size for the stream benchmarks (default: the largest --batch)")
     p.add_argument("--json", action="store_true", help="print the full report (every sample) as JSON")
+    p.add_argument("--out", metavar="DIR", help="also write the record to DIR: report.json (every sample), report.md, latency and (AdaFocusV3) exit-budget plots")
     p.set_defaults(func=run)
     return p
 
@@ -112,6 +113,8 @@ def command_line(args: argparse.Namespace) -> str:
         parts += ["--video", v]
     if args.json:
         parts.append("--json")
+    if args.out:
+        parts += ["--out", args.out]
     return " ".join(shlex.quote(str(p)) for p in parts)
 
 
@@ -145,12 +148,18 @@ def run(args: argparse.Namespace) -> int:
         budget=args.budget,
         adaptive_batch=args.stream_batch,
         command=command_line(args),
+        budget_sweep=(0.25, 0.5, 0.75) if args.out else (),
         progress=None if args.json else (lambda msg: err.print(f"[dim]{msg}[/]")),
     )
     if args.json:
         print(jsonsafe.dumps(report.to_dict(), indent=2))
     else:
         print_report(stdout_console(), report)
+    if args.out:
+        from videploy.bench.record import write_record
+
+        written = write_record(report, args.out)
+        err.print(f"benchmark record written to {args.out}: {', '.join(written)}")
     return 0
 
 
