@@ -225,3 +225,14 @@ def test_openvino_runs_fp32_unless_reduced_precision_is_asked_for(static_dir, to
     np.testing.assert_allclose(fp32.run("main", {"video": x})["logits"], ref, rtol=1e-5, atol=1e-5)
     bf16 = OpenVinoBackend(static_dir, threads=1, precision="bf16")
     assert "bf16" in str(bf16._compiled["main"].get_property("INFERENCE_PRECISION_HINT")) or "bfloat16" in str(bf16._compiled["main"].get_property("INFERENCE_PRECISION_HINT"))
+
+
+@pytest.mark.parametrize("options", [{"channels_last": True}, pytest.param({"compile": True}, marks=pytest.mark.slow)])
+def test_torch_baseline_options_give_the_same_answers(static_dir, toy_static, options):
+    """The fair-baseline variants of the PyTorch backend (NHWC weights, torch.compile) compute the same thing."""
+    from videploy.export.torch_backend import TorchBackend
+
+    x = _video(2)
+    plain = TorchBackend(static_dir, model=toy_static).run("main", {"video": x})["logits"]
+    variant = TorchBackend(static_dir, model=toy_static, **options).run("main", {"video": x})["logits"]
+    np.testing.assert_allclose(variant, plain, rtol=1e-5, atol=1e-5)
