@@ -52,16 +52,30 @@ class BackendSlot:
 
 
 def parse_backends(text: str | Sequence[str]) -> list[str]:
-    """``"onnxruntime,torch"`` -> ``["onnxruntime", "torch"]`` (registered names, no repeats)."""
+    """``"onnxruntime,torch,torch:channels_last"`` -> the names (registered backends, no repeats).
+
+    ``NAME:OPTION`` is backend NAME with its boolean option OPTION switched on, timed as a backend of
+    its own (e.g. ``torch:channels_last``, ``torch:compile``: the fair PyTorch baselines).
+    """
     names = [s.strip() for s in (text.split(",") if isinstance(text, str) else text) if s.strip()]
     if not names:
         raise VideployError(f"--backend needs at least one of {', '.join(BACKENDS)}")
     for n in names:
-        if n not in BACKENDS:
-            raise VideployError(f"--backend {n!r} is not a backend; choose from {', '.join(BACKENDS)} (comma-separated)")
+        base, _, option = n.partition(":")
+        if base not in BACKENDS:
+            raise VideployError(f"--backend {n!r} is not a backend; choose from {', '.join(BACKENDS)} (comma-separated; NAME:OPTION for a variant)")
+        if option and option not in _declared(base):
+            raise VideployError(f"--backend {n!r}: the {base} backend has no option {option!r} (it has {', '.join(_declared(base)) or 'none'})")
     if len(set(names)) != len(names):
         raise VideployError(f"--backend lists a backend twice: {names}")
     return names
+
+
+def _declared(name: str) -> tuple[str, ...]:
+    try:
+        return backend_class(name).options
+    except ImportError:
+        return ()
 
 
 def one_line(message: str) -> str:
@@ -87,13 +101,16 @@ def open_backends(
     slots = []
     for name in names:
         slot = BackendSlot(name=name, device=device)
+        base, _, variant = name.partition(":")
         try:
-            cls = backend_class(name)
+            cls = backend_class(base)
             slot.device = cls.device_for(device)
-            opts = dict((options or {}).get(name, {}))
+            opts = dict((options or {}).get(base, {}))
+            if variant:
+                opts[variant] = True
             if threads is not None and "threads" in cls.options:
                 opts["threads"] = threads
-            spec = (factories or {}).get(name) or name
+            spec = (factories or {}).get(name) or (factories or {}).get(base) or base
             reset_peak_rss()
             t0 = time.perf_counter()
             slot.backend = open_backend(spec, bundle, device=slot.device, precision=precision, **opts)
