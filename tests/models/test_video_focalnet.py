@@ -523,3 +523,32 @@ def test_full_size_tiny_forward_and_export():
     with torch.no_grad():
         torch.testing.assert_close(ep.module()(x), out, rtol=1e-4, atol=1e-4)
     print(f"video_focalnet_tiny 8x224x224 forward: {forward_s:.2f} s")
+
+
+def test_export_layout_of_the_temporal_path_computes_the_same(monkeypatch):
+    """The export path lays the temporal convolutions out as MatMuls over shifted frames (what
+    onnxruntime runs fast); it must compute what the official Conv1d path computes."""
+    import videploy.models.video_focalnet as vfn
+    from videploy.models import create
+
+    torch.manual_seed(0)
+    model = create("video_focalnet", img_size=32, embed_dim=16, depths=[1, 1, 1, 1], num_frames=4, num_classes=5).eval()
+    x = torch.randn(2, 4, 3, 32, 32)
+    with torch.no_grad():
+        eager = model(x)
+        monkeypatch.setattr(vfn, "exporting", lambda: True)
+        export_layout = model(x)
+    torch.testing.assert_close(export_layout, eager, rtol=1e-5, atol=1e-5)
+
+
+def test_export_layout_with_normalized_modulator(monkeypatch):
+    import videploy.models.video_focalnet as vfn
+    from videploy.models import create
+
+    torch.manual_seed(1)
+    model = create("video_focalnet", img_size=32, embed_dim=16, depths=[1, 1, 1, 1], num_frames=4, num_classes=5, normalize_modulator=True, focal_levels=[3, 3, 3, 3]).eval()
+    x = torch.randn(1, 4, 3, 32, 32)
+    with torch.no_grad():
+        eager = model(x)
+        monkeypatch.setattr(vfn, "exporting", lambda: True)
+        torch.testing.assert_close(model(x), eager, rtol=1e-5, atol=1e-5)

@@ -47,7 +47,7 @@ from videploy.models.adafocusv3_parts import (
     policy_sample_indices,
     sample_frame_indices,
 )
-from videploy.models.base import GraphModule, VideoModel
+from videploy.models.base import GraphModule, VideoModel, exporting
 from videploy.models.blocks.mobilenet_v2 import MobileNetV2
 from videploy.models.blocks.resnet import resnet50
 from videploy.models.registry import Entry, Family, register, register_family
@@ -306,7 +306,7 @@ class AdaFocusV3Local(GraphModule):
         # Running max; exact at step 0 with a zero state because z is post-ReLU (>= 0).
         state = torch.maximum(z, local_state)
         feat = torch.cat([state, global_state], dim=1)  # (B, 8192)
-        if _tracing() or feat.device.type == "meta":
+        if exporting() or feat.device.type == "meta":
             # the exported graph: heads stacked and gathered per row by `step` (one graph serves every step)
             weight = torch.stack([h[1].weight for h in self.heads])  # (Tf, C, 8192)
             bias = torch.stack([h[1].bias for h in self.heads])  # (Tf, C)
@@ -336,19 +336,6 @@ class AdaFocusV3Local(GraphModule):
         action = torch.rand(batch_size, 4)
         step = torch.arange(batch_size, dtype=torch.int64) % c.num_focus_segments
         return frames, action, step, torch.rand(batch_size, MLP_WIDTH), torch.rand(batch_size, MLP_WIDTH)
-
-
-def _tracing() -> bool:
-    """True while the module is traced (torch.export / dynamo / TorchScript) or run under a dispatch
-    mode (FLOP counting): the export path, which is also what the deployed graph costs."""
-    compiler = getattr(torch, "compiler", None)
-    for name in ("is_exporting", "is_compiling"):
-        fn = getattr(compiler, name, None)
-        if fn is not None and fn():
-            return True
-    from torch.utils._python_dispatch import _get_current_dispatch_mode
-
-    return bool(torch.jit.is_tracing() or torch.jit.is_scripting() or _get_current_dispatch_mode() is not None)
 
 
 def segment_actions(glance_actions: torch.Tensor, num_glance_segments: int, num_segments: int) -> torch.Tensor:

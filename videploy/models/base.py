@@ -18,6 +18,20 @@ from torch import nn
 from videploy.bundle.manifest import EarlyExit, Preprocessing
 
 
+def exporting() -> bool:
+    """True while a module is traced for export (torch.export / dynamo / TorchScript) or run under a
+    dispatch mode (FLOP counting). Modules use it to pick the op pattern deployment runtimes run
+    fastest, keeping the eager path bit-for-bit the official computation."""
+    compiler = getattr(torch, "compiler", None)
+    for name in ("is_exporting", "is_compiling"):
+        fn = getattr(compiler, name, None)
+        if fn is not None and fn():
+            return True
+    from torch.utils._python_dispatch import _get_current_dispatch_mode
+
+    return bool(torch.jit.is_tracing() or torch.jit.is_scripting() or _get_current_dispatch_mode() is not None)
+
+
 class GraphModule(nn.Module):
     """A module exported as one graph. Subclasses set the names and implement ``example_inputs``."""
 

@@ -23,10 +23,11 @@ from typing import Any, Mapping, Sequence
 import torch
 import torch.utils.checkpoint
 from torch import nn
+from torch.nn import functional as F
 
 from videploy.bundle.manifest import Preprocessing
 from videploy.errors import VideployError
-from videploy.models.base import VideoModel
+from videploy.models.base import VideoModel, exporting
 from videploy.models.checkpoint.unwrapping import strip_wrapper_prefixes
 from videploy.models.registry import Entry, Family, register, register_family
 
@@ -248,13 +249,20 @@ class SpatioTemporalFocalModulation(nn.Module):
 
         # temporal path: one sequence of T tokens per (video, location)
         xt = x.reshape(-1, T, H, W, C).permute(0, 2, 3, 1, 4).reshape(-1, T, C)
-        xt = self.f_temporal(xt).permute(0, 2, 1).contiguous()  # (B*H*W, C + L + 1, T)
-        ctx_t, gates_t = torch.split(xt, (C, L + 1), 1)
-        ctx_all_t: torch.Tensor | float = 0.0
-        for level, layer in enumerate(self.focal_layers_temporal):
-            ctx_t = layer(ctx_t)
-            ctx_all_t = ctx_all_t + ctx_t * gates_t[:, level : level + 1]
-        ctx_all_t = ctx_all_t + self.act(ctx_t.mean(2, keepdim=True)) * gates_t[:, L:]
+        if exporting():
+            mod_t = self._temporal_modulator_channels_last(self.f_temporal(xt), H, W)
+        else:
+            xt = self.f_temporal(xt).permute(0, 2, 1).contiguous()  # (B*H*W, C + L + 1, T)
+            ctx_t, gates_t = torch.split(xt, (C, L + 1), 1)
+            ctx_all_t: torch.Tensor | float = 0.0
+            for level, layer in enumerate(self.focal_layers_temporal):
+                ctx_t = layer(ctx_t)
+                ctx_all_t = ctx_all_t + ctx_t * gates_t[:, level : level + 1]
+            ctx_all_t = ctx_all_t + self.act(ctx_t.mean(2, keepdim=True)) * gates_t[:, L:]
+            if self.normalize_modulator:
+                ctx_all_t = ctx_all_t / (L + 1)
+            mod_t = self.h_temporal(ctx_all_t)  # (B*H*W, C, T) -> (B*T, C, H, W)
+            mod_t = mod_t.reshape(-1, H, W, C, T).permute(0, 4, 3, 1, 2).reshape(-1, C, H, W)
 
         # spatial path: one image per (video, frame)
         xs = self.f(x).permute(0, 3, 1, 2).contiguous()  # (B*T, 2C + L + 1, H, W)
@@ -267,15 +275,36 @@ class SpatioTemporalFocalModulation(nn.Module):
         ctx_all = ctx_all + self.act(ctx.mean(2, keepdim=True).mean(3, keepdim=True)) * gates[:, L:]
 
         if self.normalize_modulator:
-            ctx_all_t = ctx_all_t / (L + 1)
             ctx_all = ctx_all / (L + 1)
 
-        mod_t = self.h_temporal(ctx_all_t)  # (B*H*W, C, T) -> (B*T, C, H, W)
-        mod_t = mod_t.reshape(-1, H, W, C, T).permute(0, 4, 3, 1, 2).reshape(-1, C, H, W)
         out = (q * self.h(ctx_all) * mod_t).permute(0, 2, 3, 1).contiguous()
         if self.use_postln_in_modulation:
             out = self.ln(out)
         return self.proj_drop(self.proj(out))
+
+    def _temporal_modulator_channels_last(self, xt: torch.Tensor, H: int, W: int) -> torch.Tensor:
+        """The temporal path for export, the same computation laid out (B*H*W, T, C): each temporal
+        convolution becomes one MatMul over the k shifted copies of the sequence (onnxruntime runs
+        Conv1d over 8 frames with 768 channels at a fraction of its MatMul speed: the convolutions
+        were half of Video-FocalNet-T's time), and the (B*H*W, C, T) transposes disappear.
+        ``xt``: f_temporal's output (B*H*W, T, C + L + 1) -> the modulator (B*T, C, H, W)."""
+        C, T, L = self.dim, self.num_frames, self.focal_level
+        ctx_t, gates_t = torch.split(xt, (C, L + 1), 2)
+        ctx_all_t: torch.Tensor | float = 0.0
+        for level, layer in enumerate(self.focal_layers_temporal):
+            conv = layer[0]
+            k, pad = conv.kernel_size[0], conv.padding[0]
+            padded = F.pad(ctx_t, (0, 0, pad, pad))  # zero frames before and after, as the conv pads
+            windows = torch.cat([padded[:, j : j + T] for j in range(k)], dim=2)  # (N, T, k*C), tap-major
+            weight = conv.weight.permute(2, 1, 0).reshape(k * conv.in_channels, conv.out_channels)  # [j*C + c, o] = w[o, c, j]
+            ctx_t = layer[1](windows @ weight)
+            ctx_all_t = ctx_all_t + ctx_t * gates_t[:, :, level : level + 1]
+        ctx_all_t = ctx_all_t + self.act(ctx_t.mean(1, keepdim=True)) * gates_t[:, :, L:]
+        if self.normalize_modulator:
+            ctx_all_t = ctx_all_t / (L + 1)
+        h = self.h_temporal
+        mod_t = ctx_all_t @ h.weight[:, :, 0].T + h.bias  # (N, T, C)
+        return mod_t.reshape(-1, H, W, T, C).permute(0, 3, 4, 1, 2).reshape(-1, C, H, W)
 
     def extra_repr(self) -> str:
         return f"dim={self.dim}, kernel_sizes={self.kernel_sizes}, num_frames={self.num_frames}"
