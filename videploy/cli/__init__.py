@@ -16,7 +16,7 @@ from videploy import __version__
 from videploy.errors import VideployError
 
 # Listing order in --help; each name is a module videploy/cli/<name>.py.
-COMMANDS = ("demo", "models", "export", "inspect", "build", "predict", "bench")
+COMMANDS = ("demo", "models", "export", "inspect", "quantize", "build", "predict", "bench")
 
 EPILOG = """\
 typical flow:
@@ -25,6 +25,7 @@ typical flow:
                                                     PyTorch -> ONNX bundle, verified with onnxruntime
   videploy inspect vfn/                             what a bundle holds
   videploy predict vfn/ video.mp4 --labels k400.txt run it on real videos (no torch needed)
+  videploy quantize vfn/ --videos clips/ -o vfn8/   INT8 Q/DQ graphs calibrated on videos, with an agreement report
   videploy build vfn/ --precision fp16              TensorRT engines (needs TensorRT + GPU)
   videploy bench vfn/ --backend onnxruntime,torch   latency / throughput, measured side by side
   videploy demo                                     all of it on a small model and a generated video
