@@ -203,3 +203,32 @@ def test_manifest_accepts_the_cpu_variant_only_as_a_variant(int8_ada):
     with pytest.raises(VideployError, match="variants.int4"):
         Manifest.from_dict(d)
     assert not math.isnan(int8_ada.agreement["int8"].min_logit_cosine())
+
+
+def test_bench_times_int8_next_to_fp32(int8_clip, capsys):
+    from videploy.cli import main
+
+    root = str(int8_clip.bundle.root)
+    args = ["bench", root, "--backend", "onnxruntime,onnxruntime@int8-cpu", "--batch", "2", "--repeat", "2", "--warmup", "0", "--videos", "2", "--json"]
+    assert main(args) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert [b["name"] for b in report["backends"]] == ["onnxruntime", "onnxruntime@int8-cpu"]
+    assert all(b["status"] == "ok" for b in report["backends"])
+    assert main(["bench", root, "--backend", "onnxruntime@", "--repeat", "1"]) == 2  # a variant name is required
+
+
+def test_cli_quantize_prints_the_report(fp32_clip, int8_clip, calib_videos, cache_dir, tmp_path, capsys):
+    from videploy.cli import main
+
+    out = tmp_path / "cli"
+    args = ["quantize", str(fp32_clip), "--videos", str(calib_videos), "-o", str(out), "--cache-dir", str(cache_dir),
+            "--clips-per-video", "4", "--max-clips", "12", "--holdout-every", "3", "--target", "int8", "--method", "percentile"]
+    assert main(args) == 0
+    text = capsys.readouterr().out
+    assert "from the cache" in text and "int8 vs fp32 on 4 held-out clip(s)" in text and "main.logits" in text
+    assert Bundle.open(out).graph("main").variants == {"int8": "main.int8.onnx"}
+    assert main(args) == 2  # the output exists: not overwritten without --overwrite
+    assert "--overwrite" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["quantize", "--help"])
+    assert "TensorRT 11" in capsys.readouterr().out

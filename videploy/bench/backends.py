@@ -46,13 +46,18 @@ class BackendSlot:
 
 
 def parse_backends(text: str | Sequence[str]) -> list[str]:
-    """``"onnxruntime,torch"`` -> ``["onnxruntime", "torch"]`` (registered names, no repeats)."""
+    """``"onnxruntime,torch"`` -> ``["onnxruntime", "torch"]`` (registered names, no repeats).
+
+    A name may carry a graph variant, ``"onnxruntime@int8"``, so one run times precisions of the
+    same bundle side by side (``onnxruntime,onnxruntime@int8-cpu``).
+    """
     names = [s.strip() for s in (text.split(",") if isinstance(text, str) else text) if s.strip()]
     if not names:
         raise VideployError(f"--backend needs at least one of {', '.join(BACKENDS)}")
     for n in names:
-        if n not in BACKENDS:
-            raise VideployError(f"--backend {n!r} is not a backend; choose from {', '.join(BACKENDS)} (comma-separated)")
+        base, at, variant = n.partition("@")
+        if base not in BACKENDS or (at and not variant):
+            raise VideployError(f"--backend {n!r} is not a backend; choose from {', '.join(BACKENDS)} (comma-separated; NAME@VARIANT for a graph variant, e.g. onnxruntime@int8)")
     if len(set(names)) != len(names):
         raise VideployError(f"--backend lists a backend twice: {names}")
     return names
@@ -81,14 +86,15 @@ def open_backends(
     slots = []
     for name in names:
         slot = BackendSlot(name=name, device=device)
+        base, _, variant = name.partition("@")  # "onnxruntime@int8": that backend on the int8 variant
         try:
-            cls = backend_class(name)
+            cls = backend_class(base)
             slot.device = cls.device_for(device)
-            opts = dict((options or {}).get(name, {}))
+            opts = dict((options or {}).get(base, {}))
             if threads is not None and "threads" in cls.options:
                 opts["threads"] = threads
-            spec = (factories or {}).get(name) or name
-            slot.backend = open_backend(spec, bundle, device=slot.device, precision=precision, **opts)
+            spec = (factories or {}).get(base) or base
+            slot.backend = open_backend(spec, bundle, device=slot.device, precision=variant or precision, **opts)
         except (VideployError, ImportError) as exc:  # a backend that cannot run here is skipped, with why
             slot.reason = one_line(str(exc))
         slots.append(slot)

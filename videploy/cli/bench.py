@@ -65,7 +65,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         parents=[verbose_parent()],
     )
     p.add_argument("bundle", metavar="BUNDLE", help="bundle directory written by 'videploy export'")
-    p.add_argument("--backend", default="onnxruntime,torch,tensorrt", metavar="B1,B2", help="backends to compare, comma-separated (default onnxruntime,torch,tensorrt; those that cannot run are skipped)")
+    p.add_argument("--backend", default="onnxruntime,torch,tensorrt", metavar="B1,B2", help="backends to compare, comma-separated (default onnxruntime,torch,tensorrt; those that cannot run are skipped); NAME@VARIANT runs a graph variant, e.g. onnxruntime,onnxruntime@int8-cpu for INT8 next to FP32")
     p.add_argument("--batch", default="1,4", metavar="N1,N2", help="batch sizes for graph latency (default 1,4; sizes outside the bundle's range are skipped)")
     p.add_argument("--repeat", type=int, default=10, metavar="N", help="timed repetitions per case (default 10)")
     p.add_argument("--warmup", type=int, default=2, metavar="N", help="untimed warm-up calls per case (default 2)")
@@ -184,7 +184,7 @@ def print_report(out: Any, report: Any) -> None:
     ref = d["reference"]
     table = Table(title=f"graph latency per call (ms); speedup = {ref} median / backend median", show_edge=True)
     for col, just in (("graph", "left"), ("batch", "right"), ("backend", "left"), ("median", "right"), ("p90", "right"), ("IQR", "right"), ("videos/s", "right"), ("speedup", "right")):
-        table.add_column(col, justify=just)
+        table.add_column(col, justify=just, no_wrap=col == "backend")
     for g in d["graphs"]:
         for name, t in g["backends"].items():
             tput = t["throughput_per_s"]
