@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import os
 import shutil
 import tempfile
@@ -63,7 +64,7 @@ class QuantizeOptions:
     sensitivity: bool = True
     min_score: float = 0.995  # per graph, on calibration inputs: lowest output cosine to accept
     keep_float: tuple[str, ...] = ()  # graph roles to leave in float whatever they score
-    sensitivity_rows: int = 32  # calibration rows per graph the sensitivity scores use
+    sensitivity_rows: int = 32  # at most this many calibration rows per graph score each sensitivity trial
     cache_dir: Path | None = None
     progress: bool = False
 
@@ -126,10 +127,10 @@ def quantize_bundle(
         graphs, analyses = [], []
         for g in bundle.manifest.graphs:
             model = bundle.graph_file(g.role)
-            feeds = data.inputs.batches(g.role, bs)
+            feeds = data.inputs.batches(g.role, calibration_rows(g, bs))
             ranges = cache_root / "ranges" / f"{g.role}-{inputs.graph_digest(bundle, g.role)[:16]}-{ikey[:16]}-{options.method}.json"
             quantize.calibrate(model, feeds, options.method, ranges)
-            analysis = _analyse(g.role, model, ranges, data, bs, options, Path(work) / g.role)
+            analysis = _analyse(g.role, model, ranges, data, calibration_rows(g, bs), options, Path(work) / g.role)
             analyses.append(analysis)
             variants = dict(g.variants)
             for target in options.targets:
@@ -155,12 +156,27 @@ def quantize_bundle(
     return QuantizeResult(Bundle.open(output), reports, tuple(analyses), cached, data.skipped)
 
 
-def _analyse(role: str, model: Path, ranges: Path, data: inputs.CachedData, bs: int, options: QuantizeOptions, work: Path) -> sensitivity.GraphSensitivity:
+# Pixels per calibration call: the calibrator keeps every intermediate tensor of a call until it
+# has binned it, so a call must stay small (8 frames of 224x224 is ~1-2 GB for a ResNet-50).
+CALIBRATION_ELEMENTS = 8 * 3 * 224 * 224
+
+
+def calibration_rows(graph: Any, batch_size: int) -> int:
+    """Rows per calibration call for ``graph``: at most ``batch_size``, fewer when a row is large (a clip of frames)."""
+    per_row = max(
+        (math.prod(d for d in t.shape[1:] if isinstance(d, int)) for t in graph.inputs if t.dtype.startswith("float")),
+        default=1,
+    )
+    return max(1, min(batch_size, CALIBRATION_ELEMENTS // max(per_row, 1)))
+
+
+def _analyse(role: str, model: Path, ranges: Path, data: inputs.CachedData, rows: int, options: QuantizeOptions, work: Path) -> sensitivity.GraphSensitivity:
     if role in options.keep_float:
         return sensitivity.GraphSensitivity(role, options.min_score, float("nan"), 1.0, float_groups=("whole graph (--keep-float)",), quantized_any=False)
     if not options.sensitivity:
         return sensitivity.GraphSensitivity(role, options.min_score, float("nan"), float("nan"))
-    feeds = data.inputs.batches(role, bs, limit=options.sensitivity_rows)
+    # scoring runs every trial on these rows twice (FP32 and INT8): a few calls' worth
+    feeds = data.inputs.batches(role, rows, limit=min(options.sensitivity_rows, 4 * rows))
 
     # scored with the TensorRT layout: the groups found stay in float in every target's graph
     def quantizer(floats: Sequence[str], out: Path) -> Path:
