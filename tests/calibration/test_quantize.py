@@ -63,6 +63,9 @@ def test_cpu_variant_uses_uint8_activations(int8_ada):
     graph = _graph(bundle, "local", "int8-cpu")
     dtypes = {z.dtype for z in _zero_points(graph).values()}
     assert {np.dtype(np.uint8), np.dtype(np.int8)} <= dtypes  # uint8 activations, int8 weights
+    # the quantizer routes graph outputs through Q/DQ; they are given back their float values
+    producers = {o: n.op_type for n in graph.node for o in n.output}
+    assert all(producers[o.name] != "DequantizeLinear" for o in graph.output)
     rec = int8_ada.bundle.manifest.provenance["int8"]
     assert "TensorRT" in rec["variants"]["int8"]["target"]
     assert "CPU" in rec["variants"]["int8-cpu"]["target"]

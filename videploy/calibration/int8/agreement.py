@@ -81,15 +81,20 @@ def summary_lines(d: dict[str, Any]) -> list[str]:
             continue
         where = f"{o['graph']}.{o['output']}" + (f" exit {o['exit']}" if o["exit"] is not None else "")
         if o["identical"] is not None:
-            out.append(f"  {where}: {o['identical']:.1%} identical")
+            out.append(f"  {where}: {_fmt(o['identical'], '.1%')} identical")
         else:
-            top1 = "" if o["top1"] is None else f", top-1 agreement {o['top1']:.1%}"
-            out.append(f"  {where}: cosine min {o['cosine_min']:.5f} mean {o['cosine_mean']:.5f}{top1}")
-    out.append(f"  predicted class agrees for {d['prediction_agreement']:.1%} of clips")
+            top1 = "" if o["top1"] is None else f", top-1 agreement {_fmt(o['top1'], '.1%')}"
+            out.append(f"  {where}: cosine min {_fmt(o['cosine_min'], '.5f')} mean {_fmt(o['cosine_mean'], '.5f')}{top1}")
+    out.append(f"  predicted class agrees for {_fmt(d['prediction_agreement'], '.1%')} of clips")
     if d.get("exit_step_agreement") is not None:
-        out.append(f"  chosen cubes identical for {d['cube_agreement']:.1%} of clips (boxes within {BOX_TOLERANCE_PX:g} px)")
-        out.append(f"  exit step agrees for {d['exit_step_agreement']:.1%} of clips (thresholds: {d['thresholds_source']})")
+        out.append(f"  chosen cubes identical for {_fmt(d['cube_agreement'], '.1%')} of clips (boxes within {BOX_TOLERANCE_PX:g} px)")
+        out.append(f"  exit step agrees for {_fmt(d['exit_step_agreement'], '.1%')} of clips (thresholds: {d['thresholds_source']})")
     return out
+
+
+def _fmt(x: Any, spec: str) -> str:
+    # the manifest stores non-finite numbers as strings ("nan")
+    return format(x, spec) if isinstance(x, (int, float)) else str(x)
 
 
 def _views(clips: Sequence[Clip]) -> list[Any]:
