@@ -7,7 +7,9 @@ is identical). If that meets the target, everything is quantized. Otherwise the 
 layers are cut into groups in graph order (the first layer, which sees raw pixels; contiguous
 blocks of the body; the last layer, usually the classifier), each group is quantized *alone*
 and scored, and the groups are returned to float worst first until the graph meets the target
-(every group, if it must: then the graph stays in float). The measurements and the decision are
+(every group, if it must: then the graph stays in float). Each group returned to float is then
+narrowed by halves (keep the half that still meets the target in float, quantize the other), so
+what stays in float is as few layers as the measurement allows. The measurements and the decision are
 returned as a :class:`GraphSensitivity` for the manifest.
 
 Held-out clips are never used here: they are kept for the agreement report.
@@ -163,8 +165,31 @@ def analyse(
         log.info("graph '%s' with %s in float: score %.5f", role, [groups[j].name for j in excluded], final)
         if final >= target:
             break
-    float_groups = tuple(groups[j].name for j in excluded)
-    float_nodes = tuple(n for j in excluded for n in groups[j].nodes)
-    return GraphSensitivity(
-        role, target, full, final, tuple(scored), float_groups, float_nodes, quantized_any=len(excluded) < len(groups)
-    )
+    if len(excluded) == len(groups):
+        return GraphSensitivity(role, target, full, final, tuple(scored), tuple(groups[j].name for j in excluded), tuple(all_nodes), quantized_any=False)
+    # narrow each float group down by halves while the graph still meets the target
+    kept = {j: list(groups[j].nodes) for j in excluded}
+    trial = 0
+    for j in excluded:
+        while len(kept[j]) > 1:
+            half = len(kept[j]) // 2
+            others = [n for k in excluded if k != j for n in kept[k]]
+            for part in (kept[j][half:], kept[j][:half]):
+                trial += 1
+                s = graph_score(model, quantize(others + part, workdir / f"narrow{trial}.onnx"), feeds)
+                if s >= target:
+                    kept[j], final = part, s
+                    break
+            else:
+                break
+    float_nodes = tuple(n for j in excluded for n in kept[j])
+    names = tuple(_span_name(all_nodes, kept[j]) for j in excluded)
+    return GraphSensitivity(role, target, full, final, tuple(scored), names, float_nodes, quantized_any=True)
+
+
+def _span_name(all_nodes: Sequence[str], nodes: Sequence[str]) -> str:
+    """``"layer 7 of 54 (node_Conv_12)"`` or ``"layers 41-44 of 54"`` (positions among the weighted layers)."""
+    pos = sorted(all_nodes.index(n) + 1 for n in nodes)
+    if len(pos) == 1:
+        return f"layer {pos[0]} of {len(all_nodes)} ({nodes[0]})"
+    return f"layers {pos[0]}-{pos[-1]} of {len(all_nodes)}"
