@@ -137,7 +137,8 @@ def calibrate(model: Path, feeds: Sequence[Mapping[str, np.ndarray]], method: st
     with tempfile.TemporaryDirectory(prefix="videploy-calib-") as tmp, _quiet_ort(), contextlib.redirect_stdout(io.StringIO()):
         calibrator = q.create_calibrator(
             Path(model),
-            None,
+            # only the tensors a scheme can quantize: the augmented model outputs each of them
+            sorted(set(WEIGHTED_OPS) | set(CPU_OPS)),
             augmented_model_path=str(Path(tmp) / "augmented.onnx"),
             calibrate_method=_method(q, method),
             extra_options={"symmetric": False} if method == "percentile" else {},
