@@ -121,9 +121,8 @@ def test_static_report_and_float_record(int8_clip):
 
 
 def test_second_method_reuses_recorded_inputs(fp32_ada, int8_ada, calib_videos, cache_dir, tmp_path, monkeypatch):
-    from videploy.calibration.int8 import QuantizeOptions, quantize_bundle, videos
-
     from tests.calibration.conftest import OPTIONS
+    from videploy.calibration.int8 import QuantizeOptions, quantize_bundle, videos
 
     def no_decoding(*a, **k):
         raise AssertionError("videos were decoded again")
@@ -139,9 +138,8 @@ def test_second_method_reuses_recorded_inputs(fp32_ada, int8_ada, calib_videos, 
 
 
 def test_keep_float_graph_points_at_the_fp32_file(fp32_ada, calib_videos, cache_dir, tmp_path):
-    from videploy.calibration.int8 import QuantizeOptions, quantize_bundle
-
     from tests.calibration.conftest import OPTIONS
+    from videploy.calibration.int8 import QuantizeOptions, quantize_bundle
 
     res = quantize_bundle(fp32_ada, [calib_videos], tmp_path / "kf", QuantizeOptions(cache_dir=cache_dir, targets=("int8",), keep_float=("policy",), sensitivity=False, **OPTIONS))
     policy = res.bundle.graph("policy")
@@ -172,7 +170,7 @@ def test_simulated_tensorrt_builds_int8_engines_from_the_qdq_graphs(int8_ada, tm
     fake = _FakeTensorRT(version)
     monkeypatch.setitem(sys.modules, "tensorrt", fake)
     bundle = shutil.copytree(int8_ada.bundle.root, tmp_path / "b")
-    manifest, plan = build_engines(bundle, "int8")
+    manifest, _ = build_engines(bundle, "int8")
     parsed = [c[1] for c in fake.calls if c[0] == "parse"]
     assert parsed == [g.variants["int8"] for g in manifest.graphs]  # the ONNX full check passed on each
     assert all(g.engines["int8"] == f"{g.role}.int8.engine" for g in manifest.graphs)

@@ -4,6 +4,11 @@
 ``videploy quantize``; see :mod:`videploy.calibration.int8.bundle` for the steps.
 """
 
-from videploy.calibration.int8.bundle import QuantizeOptions, QuantizeResult, default_cache_dir, quantize_bundle
+from videploy.calibration.int8.bundle import (
+    QuantizeOptions,
+    QuantizeResult,
+    default_cache_dir,
+    quantize_bundle,
+)
 
 __all__ = ["QuantizeOptions", "QuantizeResult", "default_cache_dir", "quantize_bundle"]
