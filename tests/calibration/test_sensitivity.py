@@ -99,3 +99,7 @@ def test_a_float_group_is_narrowed_to_the_layers_that_hurt(tmp_path, monkeypatch
     assert res.float_nodes == ("l7",) and res.quantized_any
     assert res.float_groups == ("layer 8 of 12 (l7)",)
     assert res.final_score >= 0.995
+    # two sensitive layers in different halves: both, and only they, stay in float
+    penalty["l2"] = 0.05
+    res = sensitivity.analyse("glance", model, quantize, [], tmp_path / "w2", 0.995)
+    assert sorted(res.float_nodes) == ["l2", "l7"] and res.float_groups == ("layers 3, 8 of 12",)

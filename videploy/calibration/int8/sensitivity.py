@@ -8,8 +8,9 @@ layers are cut into groups in graph order (the first layer, which sees raw pixel
 blocks of the body; the last layer, usually the classifier), each group is quantized *alone*
 and scored, and the groups are returned to float worst first until the graph meets the target
 (every group, if it must: then the graph stays in float). Each group returned to float is then
-narrowed by halves (keep the half that still meets the target in float, quantize the other), so
-what stays in float is as few layers as the measurement allows. The measurements and the decision are
+narrowed by halves (keep in float only the half that still meets the target; when both halves
+matter, narrow each with the other in float), so what stays in float is as few layers as the
+measurement allows. The measurements and the decision are
 returned as a :class:`GraphSensitivity` for the manifest.
 
 Held-out clips are never used here: they are kept for the agreement report.
@@ -169,27 +170,45 @@ def analyse(
         return GraphSensitivity(role, target, full, final, tuple(scored), tuple(groups[j].name for j in excluded), tuple(all_nodes), quantized_any=False)
     # narrow each float group down by halves while the graph still meets the target
     kept = {j: list(groups[j].nodes) for j in excluded}
-    trial = 0
+    counter = iter(range(1_000_000))
+
+    def meets(floats: list[str]) -> float | None:
+        s = graph_score(model, quantize(floats, workdir / f"narrow{next(counter)}.onnx"), feeds)
+        return s if s >= target else None
+
+    def narrow(nodes: list[str], others: list[str]) -> list[str]:
+        """The fewest of ``nodes`` (found by halving) that, with ``others``, keep the graph at the target."""
+        if len(nodes) <= 1:
+            return nodes
+        half = len(nodes) // 2
+        a, b = nodes[:half], nodes[half:]
+        for part in (b, a):  # later layers first: they tend to be the sensitive ones
+            if meets(others + part) is not None:
+                return narrow(part, others)
+        # both halves matter: narrow each with the other (already narrowed) in float
+        a = narrow(a, others + b)
+        return a + narrow(b, others + a)
+
     for j in excluded:
-        while len(kept[j]) > 1:
-            half = len(kept[j]) // 2
-            others = [n for k in excluded if k != j for n in kept[k]]
-            for part in (kept[j][half:], kept[j][:half]):
-                trial += 1
-                s = graph_score(model, quantize(others + part, workdir / f"narrow{trial}.onnx"), feeds)
-                if s >= target:
-                    kept[j], final = part, s
-                    break
-            else:
-                break
+        others = [n for k in excluded if k != j for n in kept[k]]
+        kept[j] = narrow(kept[j], others)
+    final_floats = [n for j in excluded for n in kept[j]]
+    final = graph_score(model, quantize(final_floats, workdir / "final.onnx"), feeds)
     float_nodes = tuple(n for j in excluded for n in kept[j])
     names = tuple(_span_name(all_nodes, kept[j]) for j in excluded)
     return GraphSensitivity(role, target, full, final, tuple(scored), names, float_nodes, quantized_any=True)
 
 
 def _span_name(all_nodes: Sequence[str], nodes: Sequence[str]) -> str:
-    """``"layer 7 of 54 (node_Conv_12)"`` or ``"layers 41-44 of 54"`` (positions among the weighted layers)."""
+    """``"layer 7 of 54 (node_Conv_12)"``, ``"layers 41-44 of 54"`` or ``"layers 41, 47-48 of 54"`` (positions among the weighted layers)."""
     pos = sorted(all_nodes.index(n) + 1 for n in nodes)
     if len(pos) == 1:
         return f"layer {pos[0]} of {len(all_nodes)} ({nodes[0]})"
-    return f"layers {pos[0]}-{pos[-1]} of {len(all_nodes)}"
+    runs: list[list[int]] = []
+    for p in pos:
+        if runs and p == runs[-1][-1] + 1:
+            runs[-1].append(p)
+        else:
+            runs.append([p])
+    text = ", ".join(str(r[0]) if len(r) == 1 else f"{r[0]}-{r[-1]}" for r in runs)
+    return f"layers {text} of {len(all_nodes)}"
