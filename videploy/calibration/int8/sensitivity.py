@@ -64,10 +64,12 @@ class GraphSensitivity:
             return "fully quantized (sensitivity analysis off)"
         if not self.float_nodes:
             return f"fully quantized: score {self.full_score:.5f} >= target {self.target}"
-        worst = ", ".join(f"{g.group} ({g.score:.5f})" for g in self.groups if g.group in self.float_groups)
+        worst = ", ".join(f"{g.group} ({g.score:.5f})" for g in sorted(self.groups, key=lambda g: g.score)[: len(self.float_groups)])
+        if not self.quantized_any:
+            return f"quantizing everything scored {self.full_score:.5f} < target {self.target}, and so did every partial quantization: the graph stays FP32 ({worst})"
         return (
-            f"quantizing everything scored {self.full_score:.5f} < target {self.target}; quantized alone, "
-            f"{worst} scored lowest, so they stay in float (score now {self.final_score:.5f})"
+            f"quantizing everything scored {self.full_score:.5f} < target {self.target}; quantized alone, {worst} scored lowest; "
+            f"narrowed by halves, {'; '.join(self.float_groups)} stay in float (score now {self.final_score:.5f})"
         )
 
     def to_dict(self) -> dict[str, Any]:
