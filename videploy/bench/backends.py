@@ -52,23 +52,35 @@ class BackendSlot:
 
 
 def parse_backends(text: str | Sequence[str]) -> list[str]:
-    """``"onnxruntime,torch,torch:channels_last"`` -> the names (registered backends, no repeats).
+    """``"onnxruntime,onnxruntime@int8-cpu,torch:channels_last"`` -> the names (registered backends, no repeats).
 
-    ``NAME:OPTION`` is backend NAME with its boolean option OPTION switched on, timed as a backend of
-    its own (e.g. ``torch:channels_last``, ``torch:compile``: the fair PyTorch baselines).
+    ``NAME@VARIANT`` is backend NAME on the bundle's graph variant VARIANT (e.g. ``onnxruntime@int8-cpu``:
+    precisions of one bundle side by side); ``NAME:OPTION`` is NAME with its boolean option OPTION on
+    (e.g. ``torch:channels_last``, ``torch:compile``: the fair PyTorch baselines). Each is timed as a
+    backend of its own.
     """
     names = [s.strip() for s in (text.split(",") if isinstance(text, str) else text) if s.strip()]
     if not names:
         raise VideployError(f"--backend needs at least one of {', '.join(BACKENDS)}")
     for n in names:
-        base, _, option = n.partition(":")
-        if base not in BACKENDS:
-            raise VideployError(f"--backend {n!r} is not a backend; choose from {', '.join(BACKENDS)} (comma-separated; NAME:OPTION for a variant)")
+        base, variant, option = split_name(n)
+        if base not in BACKENDS or variant == "":
+            raise VideployError(
+                f"--backend {n!r} is not a backend; choose from {', '.join(BACKENDS)} (comma-separated; NAME@VARIANT for a graph variant, "
+                "e.g. onnxruntime@int8; NAME:OPTION for an option, e.g. torch:channels_last)"
+            )
         if option and option not in _declared(base):
             raise VideployError(f"--backend {n!r}: the {base} backend has no option {option!r} (it has {', '.join(_declared(base)) or 'none'})")
     if len(set(names)) != len(names):
         raise VideployError(f"--backend lists a backend twice: {names}")
     return names
+
+
+def split_name(name: str) -> tuple[str, str | None, str | None]:
+    """``"onnxruntime@int8-cpu"`` -> ("onnxruntime", "int8-cpu", None); ``"torch:compile"`` -> ("torch", None, "compile")."""
+    rest, _, option = name.partition(":")
+    base, at, variant = rest.partition("@")
+    return base, (variant if at else None), (option or None)
 
 
 def _declared(name: str) -> tuple[str, ...]:
@@ -101,19 +113,19 @@ def open_backends(
     slots = []
     for name in names:
         slot = BackendSlot(name=name, device=device)
-        base, _, variant = name.partition(":")
+        base, variant, option = split_name(name)
         try:
             cls = backend_class(base)
             slot.device = cls.device_for(device)
             opts = dict((options or {}).get(base, {}))
-            if variant:
-                opts[variant] = True
+            if option:
+                opts[option] = True
             if threads is not None and "threads" in cls.options:
                 opts["threads"] = threads
             spec = (factories or {}).get(name) or (factories or {}).get(base) or base
             reset_peak_rss()
             t0 = time.perf_counter()
-            slot.backend = open_backend(spec, bundle, device=slot.device, precision=precision, **opts)
+            slot.backend = open_backend(spec, bundle, device=slot.device, precision=variant or precision, **opts)
             slot.load_s = time.perf_counter() - t0
             slot.load_peak_rss_mb = peak_rss_mb()
         except (VideployError, ImportError) as exc:  # a backend that cannot run here is skipped, with why

@@ -31,6 +31,9 @@ MANIFEST_NAME = "manifest.json"
 FAMILIES = ("video_focalnet", "stam", "adafocusv3")
 DTYPES = ("float32", "float16", "int64", "int32", "bool", "uint8")
 PRECISIONS = ("fp32", "fp16", "int8")
+# ONNX graph variants: a precision, or "int8-cpu" (INT8 laid out for onnxruntime's CPU kernels,
+# uint8 activations; "int8" is the symmetric Q/DQ form TensorRT builds from).
+VARIANTS = (*PRECISIONS, "int8-cpu")
 # The graph roles of each family, in execution order.
 ROLES = {
     "video_focalnet": ("main",),
@@ -242,11 +245,11 @@ class GraphSpec:
         gflops = _float(f"{path}.gflops", d.get("gflops"), 0.0, MAX_GFLOPS)
         engines = d.get("engines", {})
         variants = d.get("variants", {})
-        for key, mapping in (("engines", engines), ("variants", variants)):
+        for key, mapping, allowed in (("engines", engines, PRECISIONS), ("variants", variants, VARIANTS)):
             _check_type(f"{path}.{key}", mapping, dict, "an object mapping precision to file")
             for prec, f in mapping.items():
-                if prec not in PRECISIONS:
-                    raise _fail(f"{path}.{key}.{prec[:60]}", f"is not a precision; use one of {PRECISIONS}")
+                if prec not in allowed:
+                    raise _fail(f"{path}.{key}.{prec[:60]}", f"is not a precision; use one of {allowed}")
                 _check_relpath(f"{path}.{key}.{prec}", f)
         return cls(role=role, file=file, inputs=inputs, outputs=outputs, gflops=gflops, engines=dict(engines), variants=dict(variants))
 

@@ -16,7 +16,7 @@ from videploy import __version__
 from videploy.errors import VideployError
 
 # Listing order in --help; each name is a module videploy/cli/<name>.py ('-' written '_').
-COMMANDS = ("demo", "models", "export", "inspect", "build", "predict", "predict-dataset", "calibrate-exits", "bench", "serve")
+COMMANDS = ("demo", "models", "export", "inspect", "quantize", "build", "predict", "predict-dataset", "calibrate-exits", "bench", "serve")
 
 EPILOG = """\
 typical flow:
@@ -28,6 +28,7 @@ typical flow:
   videploy calibrate-exits ada/ --videos val.csv --budget 8.5
                                                     AdaFocusV3 exit thresholds from labelled videos
   videploy predict-dataset vfn/ clips/ -o preds/   a whole collection on Ray Data, into Parquet (resumable)
+  videploy quantize vfn/ --videos clips/ -o vfn8/   INT8 Q/DQ graphs calibrated on videos, with an agreement report
   videploy build vfn/ --precision fp16              TensorRT engines (needs TensorRT + GPU)
   videploy bench vfn/ --backend onnxruntime,torch   latency / throughput, measured side by side
   videploy serve vfn/                               Triton Inference Server: HTTP/gRPC, dynamic batching

@@ -66,7 +66,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         parents=[verbose_parent()],
     )
     p.add_argument("bundle", metavar="BUNDLE", help="bundle directory written by 'videploy export'")
-    p.add_argument("--backend", default="onnxruntime,torch,tensorrt", metavar="B1,B2", help="backends to compare, comma-separated (default onnxruntime,torch,tensorrt; those that cannot run are skipped)")
+    p.add_argument("--backend", default="onnxruntime,torch,tensorrt", metavar="B1,B2", help="backends to compare, comma-separated (default onnxruntime,torch,tensorrt; those that cannot run are skipped); NAME@VARIANT runs a graph variant, e.g. onnxruntime,onnxruntime@int8-cpu for INT8 next to FP32")
     p.add_argument("--batch", default="1,4", metavar="N1,N2", help="batch sizes for graph latency (default 1,4; sizes outside the bundle's range are skipped)")
     p.add_argument("--repeat", type=int, default=10, metavar="N", help="timed repetitions per case (default 10)")
     p.add_argument("--warmup", type=int, default=2, metavar="N", help="untimed warm-up calls per case (default 2)")

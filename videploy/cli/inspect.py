@@ -14,7 +14,8 @@ DESCRIPTION = """\
 Show a bundle's manifest as a summary: the model and whether its weights are real or RANDOM,
 every graph with its inputs/outputs (names, shapes, dtypes), file sizes, precision, TensorRT
 engines, GFLOPs per graph and per exit (AdaFocusV3), preprocessing, the verification result
-of the export, and provenance (versions, opset, checkpoint hash). The manifest is validated
+of the export, the INT8 calibration (what stayed in float and the INT8-vs-FP32 agreement
+report, after 'videploy quantize'), and provenance (versions, opset, checkpoint hash). The manifest is validated
 (paths stay inside the bundle, every listed file exists) before anything is shown.
 """
 
@@ -154,8 +155,30 @@ def run(args: argparse.Namespace) -> int:
 
     prov = dict(m.provenance)
     trt = prov.pop("tensorrt", None)
+    int8 = prov.pop("int8", None)
+    if int8:
+        _print_int8(out, int8)
     out.print("provenance: " + ", ".join(f"{k} {v}" for k, v in prov.items() if not isinstance(v, dict) and v not in (None, "")), highlight=False)
     if trt:
         for prec, info in trt.items():
             out.print(f"TensorRT {prec}: {info}", highlight=False)
     return 0
+
+
+def _print_int8(out: Any, record: dict) -> None:
+    from videploy.calibration.int8.agreement import summary_lines
+    from videploy.cli.quantize import float_lines
+
+    cal = record.get("calibration", {})
+    out.print(
+        f"[bold]INT8[/]: {record.get('tool', '')}, {record.get('method', '?')} calibration on {cal.get('clips', '?')} clip(s) "
+        f"of {len(cal.get('videos', []))} video(s)" + (" (pipeline-aware: each graph on the inputs the FP32 chain fed it)" if cal.get("pipeline_aware") else ""),
+        highlight=False,
+    )
+    for variant, desc in (record.get("variants") or {}).items():
+        out.print(f"  {variant}: for {desc.get('target')}; activations {desc.get('activations')}, weights {desc.get('weights')}, bias {desc.get('bias')}", highlight=False)
+    for line in float_lines(record):
+        out.print("  " + line, highlight=False)
+    for report in (record.get("agreement") or {}).values():
+        for line in summary_lines(report):
+            out.print("  " + line, highlight=False)

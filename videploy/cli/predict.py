@@ -61,7 +61,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("videos", metavar="VIDEO", nargs="+", help="video files (anything OpenCV/FFmpeg decodes: mp4, avi, mkv, webm, ...)")
     p.add_argument("--backend", default="onnxruntime", choices=list(BACKENDS), help="onnxruntime (default), tensorrt (native engines), torch (PyTorch reference; needs torch)")
     p.add_argument("--device", metavar="DEV", help="the backend's default if not given (cpu; tensorrt: cuda); onnxruntime also takes cuda, or tensorrt (its TensorRT provider)")
-    p.add_argument("--precision", metavar="P", help="engine / graph variant to run: fp32, fp16, int8 (default: the exported graph; tensorrt: the bundle's engines)")
+    p.add_argument("--precision", metavar="P", help="engine / graph variant to run: fp32, fp16, int8, int8-cpu (default: the exported graph; tensorrt: the bundle's engines)")
     p.add_argument("--labels", metavar="FILE", help="class names, one per line or id,name CSV (default: the bundle's, if any)")
     p.add_argument("--top-k", type=int, default=5, metavar="K", help="classes to show per video (default 5)")
     p.add_argument("--views", metavar="CxK", help="multi-view test: CLIPSxCROPS (crops 1 or 3), or 'official' (default 1x1)")
