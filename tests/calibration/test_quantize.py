@@ -170,7 +170,7 @@ def test_simulated_tensorrt_builds_int8_engines_from_the_qdq_graphs(int8_ada, tm
     fake = _FakeTensorRT(version)
     monkeypatch.setitem(sys.modules, "tensorrt", fake)
     bundle = shutil.copytree(int8_ada.bundle.root, tmp_path / "b")
-    manifest, _ = build_engines(bundle, "int8")
+    manifest, _ = build_engines(bundle, "int8", verify=False)  # the parse is what is simulated; engine verification has its own tests
     parsed = [c[1] for c in fake.calls if c[0] == "parse"]
     assert parsed == [g.variants["int8"] for g in manifest.graphs]  # the ONNX full check passed on each
     assert all(g.engines["int8"] == f"{g.role}.int8.engine" for g in manifest.graphs)

@@ -35,7 +35,7 @@ from videploy.bundle.manifest import write_manifest
 from videploy.bundle.writer import staged_bundle
 from videploy.calibration.int8 import agreement, inputs, quantize, sensitivity, videos
 from videploy.errors import VideployError
-from videploy.jsonsafe import sanitize
+from videploy.jsonsafe import encode as sanitize
 
 log = logging.getLogger(__name__)
 

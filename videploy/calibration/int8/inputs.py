@@ -26,6 +26,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from videploy import jsonsafe
 from videploy.bundle.bundle import Bundle
 from videploy.calibration.int8.videos import Clip
 from videploy.errors import VideployError
@@ -142,7 +143,7 @@ class InputCache:
             "calibration_clips": data.calibration_clips,
             "skipped": list(data.skipped),
         }
-        payload["__meta__"] = np.asarray(json.dumps(meta))
+        payload["__meta__"] = np.asarray(jsonsafe.dumps(meta))
         fd, tmp = tempfile.mkstemp(prefix=f".{key}.", suffix=".npz", dir=path.parent)
         os.close(fd)
         try:
