@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime
 import functools
+import importlib
 import pathlib
 from collections import OrderedDict
 from typing import Any, Iterable
@@ -107,11 +108,16 @@ def _stand_in(qualified: str) -> type:
 @functools.lru_cache(maxsize=1)
 def _data_globals() -> dict[str, Any]:
     """Globals that only build data and that training scripts do pickle: numpy values, paths, dates."""
-    core = getattr(np, "_core", None) or np.core  # numpy 2 moved numpy.core to numpy._core
+    # numpy 2 moved numpy.core to numpy._core; numpy 1.26 has a numpy._core shim whose submodules load
+    # only when imported by name, so import the module itself rather than reading attributes
+    try:
+        multiarray = importlib.import_module("numpy._core.multiarray")
+    except ImportError:
+        multiarray = importlib.import_module("numpy.core.multiarray")
     allowed: dict[str, Any] = {}
     for mod in ("numpy.core.multiarray", "numpy._core.multiarray"):
-        allowed[f"{mod}._reconstruct"] = core.multiarray._reconstruct
-        allowed[f"{mod}.scalar"] = core.multiarray.scalar
+        allowed[f"{mod}._reconstruct"] = multiarray._reconstruct
+        allowed[f"{mod}.scalar"] = multiarray.scalar
     allowed["numpy.ndarray"] = np.ndarray
     allowed["numpy.dtype"] = np.dtype
     # paths in configs are read as pure paths, which never touch the file system
