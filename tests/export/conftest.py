@@ -21,7 +21,7 @@ def small_overrides(name: str) -> dict[str, Any]:
     entry = get(name)
     family = entry.family.name
     if family == "video_focalnet":
-        return dict(img_size=64, embed_dim=16, depths=[1, 1, 1, 1], num_frames=4, num_classes=7)
+        return dict(img_size=64, patch_size=4, embed_dim=16, depths=[1, 1, 1, 1], focal_levels=[2, 2, 2, 2], focal_windows=[3, 3, 3, 3], num_frames=4, num_classes=7)
     if family == "stam":
         clip = dict(entry.defaults.get("aggregate") or {}).get("clip_length", 4)
         return dict(img_size=32, embed_dim=32, depth=1, num_heads=2, num_classes=7, aggregate={"clip_length": clip, "embed_dim": 32, "n_layers": 1})

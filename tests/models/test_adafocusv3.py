@@ -103,7 +103,8 @@ def test_zoo_entry_has_official_defaults():
     "overrides, words",
     [
         ({"glance_arch": "res50"}, ["glance_arch", "mbv2"]),
-        ({"input_size": 256}, ["input_size", "224"]),
+        ({"input_size": 100}, ["input_size", "32"]),
+        ({"glance_size": 96}, ["glance_size", "divides"]),
         ({"num_segments": 10, "num_glance_segments": 4}, ["num_glance_segments", "num_segments"]),
         ({"num_focus_segments": 9}, ["num_focus_segments"]),
         ({"patch_size": 16}, ["patch_size"]),

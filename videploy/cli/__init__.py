@@ -16,7 +16,7 @@ from videploy import __version__
 from videploy.errors import VideployError
 
 # Listing order in --help; each name is a module videploy/cli/<name>.py ('-' written '_').
-COMMANDS = ("demo", "models", "export", "inspect", "quantize", "build", "predict", "predict-dataset", "calibrate-exits", "bench", "serve")
+COMMANDS = ("demo", "models", "export", "inspect", "quantize", "build", "predict", "predict-dataset", "calibrate-exits", "bench", "serve", "dataset", "train")
 
 EPILOG = """\
 typical flow:

@@ -35,6 +35,8 @@ from torch import nn
 from videploy.bundle.manifest import EarlyExit, Preprocessing
 from videploy.errors import VideployError
 from videploy.models.adafocusv3_parts import (
+    MAX_PATCH_PIXELS,
+    MIN_PATCH_PIXELS,
     MLP_WIDTH,
     PoolingClassifier,
     SpatialPolicy,
@@ -49,7 +51,7 @@ from videploy.models.adafocusv3_parts import (
 )
 from videploy.models.base import GraphModule, VideoModel, exporting
 from videploy.models.blocks.mobilenet_v2 import MobileNetV2
-from videploy.models.blocks.resnet import resnet50
+from videploy.models.blocks.resnet import ResNet
 from videploy.models.registry import Entry, Family, register, register_family
 
 __all__ = [
@@ -71,9 +73,9 @@ __all__ = [
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-GLANCE_FEATURE_DIM = 1280  # MobileNetV2 (width 1.0) last_channel
+GLANCE_FEATURE_DIM = 1280  # MobileNetV2 (width <= 1.0) last_channel
 LOCAL_FEATURE_DIM = 2048  # ResNet-50 pooled layer4
-GLANCE_MAP_SIZE = 7  # the spatial policy's final (1, 7, 7) conv needs a 7x7 glance map: 224 / 32
+GLANCE_MAP_SIZE = 7  # the official spatial policy's final (1, 7, 7) conv: 224 / 32
 FRAMES_PER_CUBE = 1  # frames per focus cube (K); the official model crops one frame per step
 
 # Official checkpoint entries the deployed model does not use: ImageNet heads of the two
@@ -121,6 +123,16 @@ class AdaFocusV3Config:
     fc_dropout: float = 0.2
     glance_arch: str = "mbv2"
     dataset: str = "actnet"
+    # Not official arguments: the official network is their default. Other values build the small
+    # models videploy trains itself (e.g. the ``adafocusv3_actions`` zoo entry).
+    glance_width_mult: float = 1.0  # MobileNetV2 width multiplier of the glance network
+    glance_size: int | None = None  # the glance sees frames average-pooled to this size (None: input_size)
+    local_block: str = "Bottleneck"  # local ResNet: block, blocks per stage, stem width
+    local_layers: tuple[int, int, int, int] = (3, 4, 6, 3)
+    local_width: int = 64
+    mlp_width: int = MLP_WIDTH  # the classifier's per-frame feature width
+    min_patch_pixels: int = MIN_PATCH_PIXELS  # range of the crop box side, in input pixels
+    max_patch_pixels: int = MAX_PATCH_PIXELS
 
     def __post_init__(self) -> None:
         def fail(field: str, why: str) -> VideployError:
@@ -128,9 +140,15 @@ class AdaFocusV3Config:
 
         if self.glance_arch != "mbv2":
             raise fail("glance_arch", "is not supported: videploy builds the MobileNetV2 glance network only; use glance_arch='mbv2'")
-        if self.input_size != 224:
-            raise fail("input_size", "is not supported: the spatial policy needs the 7x7 glance map of 224x224 frames; use input_size=224")
-        for name in ("num_segments", "num_glance_segments", "num_focus_segments", "num_classes", "stn_hidden_dim", "temporal_hidden_dim"):
+        object.__setattr__(self, "local_layers", tuple(self.local_layers))  # JSON gives a list
+        if isinstance(self.input_size, bool) or not isinstance(self.input_size, int) or self.input_size < 32 or self.input_size % 32:
+            raise fail("input_size", "must be a multiple of 32 (the glance network's stride); the official value is 224")
+        g = self.glance_resolution
+        if isinstance(g, bool) or not isinstance(g, int) or g < 32 or g % 32 or self.input_size % g:
+            raise fail("glance_size", f"must be a multiple of 32 that divides input_size={self.input_size} (frames are average-pooled by an integer factor), or None")
+        if not 32 <= self.min_patch_pixels <= self.max_patch_pixels <= self.input_size:
+            raise fail("min_patch_pixels", f"and max_patch_pixels={self.max_patch_pixels} must satisfy 32 <= min <= max <= input_size={self.input_size}")
+        for name in ("num_segments", "num_glance_segments", "num_focus_segments", "num_classes", "stn_hidden_dim", "temporal_hidden_dim", "mlp_width", "local_width"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise fail(name, "must be a positive integer")
@@ -149,6 +167,15 @@ class AdaFocusV3Config:
             raise fail("temperature", "must be positive")
         if self.dataset == "fcvid" and self.num_classes != 239:
             raise fail("num_classes", "must be 239 for dataset='fcvid' (as the official code asserts)")
+
+
+    @property
+    def glance_resolution(self) -> int:
+        return self.input_size if self.glance_size is None else self.glance_size
+
+    @property
+    def glance_map_size(self) -> int:
+        return self.glance_resolution // 32
 
 
 def _glance_indices(num_segments: int, num_glance_segments: int) -> tuple[int, ...]:
@@ -221,7 +248,7 @@ class AdaFocusV3Glance(GraphModule):
 
     def forward(self, frames: torch.Tensor) -> tuple[torch.Tensor, ...]:
         b, t = frames.shape[:2]
-        featmap, pooled = self.global_CNN.get_featmap(frames.flatten(0, 1))
+        featmap, pooled = self.global_CNN.get_featmap(glance_input(frames.flatten(0, 1), self.config))
         z = self.global_mlp(pooled).reshape(b, t, -1)
         # The official running max over frames ends at the max over all of them (max is exact).
         state = max_over_frames(z)
@@ -247,6 +274,7 @@ class AdaFocusV3Policy(GraphModule):
     def __init__(self, model: "AdaFocusV3") -> None:
         super().__init__()
         self.config = model.config
+        self.glance_dim = model.global_CNN.last_channel
         self.spatial_policy = model.spatial_policy
         self.temporal_policy = model.temporal_policy
 
@@ -257,15 +285,15 @@ class AdaFocusV3Policy(GraphModule):
         _, weights_t = self.temporal_policy(global_feat.flatten(0, 1))
         idx = sample_frame_indices(weights_t, c.num_segments, c.num_glance_segments, c.num_focus_segments)  # (B, Tf)
         chosen = actions.gather(1, idx.unsqueeze(-1).expand(b, c.num_focus_segments, 4))
-        x1, y1, x2, y2, _, _ = patch_box(chosen.reshape(-1, 4), c.patch_size, c.input_size, c.patch_size)
+        x1, y1, x2, y2, _, _ = patch_box(chosen.reshape(-1, 4), c.patch_size, c.input_size, c.patch_size, c.min_patch_pixels, c.max_patch_pixels)
         boxes = torch.stack([x1, y1, x2, y2], dim=-1).reshape(b, c.num_focus_segments, 4)
         return idx.unsqueeze(-1), chosen, boxes
 
     def example_inputs(self, batch_size: int = 1) -> tuple[torch.Tensor, ...]:
         c = self.config
-        tg, m = c.num_glance_segments, GLANCE_MAP_SIZE
+        tg, m = c.num_glance_segments, c.glance_map_size
         # Post-ReLU6 features are non-negative; their pooled vector is the map's mean.
-        featmap = torch.rand(batch_size, tg, GLANCE_FEATURE_DIM, m, m) * 6.0
+        featmap = torch.rand(batch_size, tg, self.glance_dim, m, m) * 6.0
         return featmap, featmap.mean(dim=(3, 4))
 
 
@@ -301,11 +329,11 @@ class AdaFocusV3Local(GraphModule):
         c = self.config
         b, k = frames.shape[:2]
         crops = action.unsqueeze(1).expand(b, k, 4).reshape(-1, 4)
-        patches = get_patch_grid_scalexy(frames.flatten(0, 1), crops, c.patch_size, c.input_size, c.patch_size)
+        patches = crop_patches(frames.flatten(0, 1), crops, c)
         z = max_over_frames(self.local_mlp(self.local_CNN.get_featvec(patches)).reshape(b, k, -1))
         # Running max; exact at step 0 with a zero state because z is post-ReLU (>= 0).
         state = torch.maximum(z, local_state)
-        feat = torch.cat([state, global_state], dim=1)  # (B, 8192)
+        feat = torch.cat([state, global_state], dim=1)  # (B, 2 * mlp_width)
         if exporting() or feat.device.type == "meta":
             # the exported graph: heads stacked and gathered per row by `step` (one graph serves every step)
             weight = torch.stack([h[1].weight for h in self.heads])  # (Tf, C, 8192)
@@ -335,7 +363,20 @@ class AdaFocusV3Local(GraphModule):
         frames = torch.randn(batch_size, FRAMES_PER_CUBE, 3, c.input_size, c.input_size)
         action = torch.rand(batch_size, 4)
         step = torch.arange(batch_size, dtype=torch.int64) % c.num_focus_segments
-        return frames, action, step, torch.rand(batch_size, MLP_WIDTH), torch.rand(batch_size, MLP_WIDTH)
+        return frames, action, step, torch.rand(batch_size, c.mlp_width), torch.rand(batch_size, c.mlp_width)
+
+
+def glance_input(frames: torch.Tensor, config: AdaFocusV3Config) -> torch.Tensor:
+    """(N, 3, H, W) input frames -> what the glance network sees: average-pooled to ``glance_size``
+    when the configuration asks for a low-resolution glance (an exact integer factor)."""
+    factor = config.input_size // config.glance_resolution
+    return F.avg_pool2d(frames, factor) if factor > 1 else frames
+
+
+def crop_patches(frames: torch.Tensor, actions: torch.Tensor, config: AdaFocusV3Config) -> torch.Tensor:
+    """The local encoder's patches (N, 3, P, P) of frames (N, 3, H, W) at actions (N, 4)."""
+    c = config
+    return get_patch_grid_scalexy(frames, actions, c.patch_size, c.input_size, c.patch_size, c.min_patch_pixels, c.max_patch_pixels)
 
 
 def segment_actions(glance_actions: torch.Tensor, num_glance_segments: int, num_segments: int) -> torch.Tensor:
@@ -371,15 +412,17 @@ class AdaFocusV3(VideoModel):
         super().__init__()
         self.config = config if config is not None else AdaFocusV3Config(**kwargs)
         c = self.config
-        self.global_CNN = MobileNetV2(n_class=1000, input_size=c.input_size, width_mult=1.0)
+        self.global_CNN = MobileNetV2(n_class=1000, input_size=c.glance_resolution, width_mult=c.glance_width_mult)
         # ImageNet heads are not part of the video model (dropped from official checkpoints).
         self.global_CNN.classifier = nn.Identity()
-        self.local_CNN = resnet50()
+        self.local_CNN = ResNet(c.local_block, c.local_layers, width=c.local_width)
+        local_dim = self.local_CNN.feature_dim
         self.local_CNN.fc = nn.Identity()
-        self.spatial_policy = SpatialPolicy(GLANCE_FEATURE_DIM, c.stn_hidden_dim, c.num_glance_segments)
-        self.temporal_policy = TemporalPolicy(GLANCE_FEATURE_DIM, c.temporal_hidden_dim, c.num_glance_segments, c.temperature)
+        glance_dim = self.global_CNN.last_channel
+        self.spatial_policy = SpatialPolicy(glance_dim, c.stn_hidden_dim, c.num_glance_segments, c.glance_map_size)
+        self.temporal_policy = TemporalPolicy(glance_dim, c.temporal_hidden_dim, c.num_glance_segments, c.temperature)
         self.classifier = PoolingClassifier(
-            GLANCE_FEATURE_DIM, LOCAL_FEATURE_DIM, c.num_glance_segments, c.num_focus_segments, c.num_classes, c.dropout
+            glance_dim, local_dim, c.num_glance_segments, c.num_focus_segments, c.num_classes, c.dropout, mlp_width=c.mlp_width
         )
 
     @property
@@ -393,11 +436,11 @@ class AdaFocusV3(VideoModel):
         frames = video.reshape(b, s, 3, size, size)
         glance_index = torch.tensor(self.glance_indices, dtype=torch.int64, device=video.device)
         glance = frames.index_select(1, glance_index).flatten(0, 1)
-        featmap, global_feat = self.global_CNN.get_featmap(glance)
+        featmap, global_feat = self.global_CNN.get_featmap(glance_input(glance, c))
         actions = segment_actions(self.spatial_policy(featmap), tg, s).reshape(-1, 4)  # (B*S, 4)
         _, weights_t = self.temporal_policy(global_feat)
         focus = policy_sample_indices(weights_t, s, tg, tf, rand_sample=False)  # (B*Tf,) rows of B*S
-        patches = get_patch_grid_scalexy(frames.flatten(0, 1)[focus], actions[focus], c.patch_size, size, c.patch_size)
+        patches = crop_patches(frames.flatten(0, 1)[focus], actions[focus], c)
         local_feat = self.local_CNN.get_featvec(patches)
         logits, _ = self.classifier(global_feat.reshape(b, tg, -1), local_feat.reshape(b, tf, -1))
         return logits.reshape(b, tg + tf, -1)[:, tg - 1 :]
@@ -443,7 +486,7 @@ class AdaFocusV3(VideoModel):
             patch_size=c.patch_size,
             exit_gflops=tuple(self.exit_gflops()),
             thresholds=None,
-            state_size=MLP_WIDTH,
+            state_size=c.mlp_width,
         )
 
     # --- cost ----------------------------------------------------------------------------
@@ -474,7 +517,8 @@ def _part_gflops(config: AdaFocusV3Config) -> tuple[tuple[str, float], ...]:
         model = AdaFocusV3(config).eval()
     graphs = model.deploy_graphs()
     c = config
-    tg, k, size, p = c.num_glance_segments, FRAMES_PER_CUBE, c.input_size, c.patch_size
+    tg, k, size, p = c.num_glance_segments, FRAMES_PER_CUBE, c.glance_resolution, c.patch_size
+    gdim, ldim, m = model.global_CNN.last_channel, model.local_CNN.config.width * 8 * (4 if c.local_block == "Bottleneck" else 1), c.glance_map_size
 
     def count(module: nn.Module, *inputs: torch.Tensor) -> float:
         return count_gflops(module, tuple(x.to(meta) for x in inputs))
@@ -485,13 +529,13 @@ def _part_gflops(config: AdaFocusV3Config) -> tuple[tuple[str, float], ...]:
         "policy": count(graphs["policy"], *graphs["policy"].example_inputs(1)),
         "local": count(graphs["local"], *graphs["local"].example_inputs(1)),
         "global_CNN": count(model.global_CNN, torch.empty(tg, 3, size, size)),
-        "global_mlp": count(cls.global_mlp, torch.empty(tg, GLANCE_FEATURE_DIM)),
-        "global_classifier": count(cls.global_classifiers[-1], torch.empty(1, MLP_WIDTH)),
-        "spatial_policy": count(model.spatial_policy, torch.empty(tg, GLANCE_FEATURE_DIM, GLANCE_MAP_SIZE, GLANCE_MAP_SIZE)),
-        "temporal_policy": count(model.temporal_policy, torch.empty(tg, GLANCE_FEATURE_DIM)),
+        "global_mlp": count(cls.global_mlp, torch.empty(tg, gdim)),
+        "global_classifier": count(cls.global_classifiers[-1], torch.empty(1, c.mlp_width)),
+        "spatial_policy": count(model.spatial_policy, torch.empty(tg, gdim, m, m)),
+        "temporal_policy": count(model.temporal_policy, torch.empty(tg, gdim)),
         "local_CNN": count(model.local_CNN, torch.empty(k, 3, p, p)),
-        "local_mlp": count(cls.local_mlp, torch.empty(k, LOCAL_FEATURE_DIM)),
-        "local_classifier": count(cls.local_classifiers[-1], torch.empty(1, 2 * MLP_WIDTH)),
+        "local_mlp": count(cls.local_mlp, torch.empty(k, ldim)),
+        "local_classifier": count(cls.local_classifiers[-1], torch.empty(1, 2 * c.mlp_width)),
     }
     return tuple(parts.items())
 
@@ -561,4 +605,37 @@ register_family(
 register_family(
     Family(name="pooling_classifier", build=PoolingClassifier, component=True),
     description="AdaFocusV3 pooling classifier (all exits)",
+)
+
+# The small model videploy trains on its own generated action videos (videploy.datasets.actions):
+# a quarter-width MobileNetV2 glancing at 64x64 frames, a narrow ResNet on 48x48 patches.
+register(
+    Entry(
+        name="adafocusv3_actions",
+        family=FAMILY,
+        defaults={
+            "num_segments": 16,
+            "num_glance_segments": 2,
+            "num_focus_segments": 6,
+            "num_classes": 10,
+            "input_size": 128,
+            "patch_size": 48,
+            "stn_hidden_dim": 32,
+            "temporal_hidden_dim": 32,
+            "temperature": 1.0,
+            "dropout": 0.2,
+            "fc_dropout": 0.2,
+            "glance_arch": "mbv2",
+            "dataset": "actions",
+            "glance_width_mult": 0.25,
+            "glance_size": 64,
+            "local_block": "BasicBlock",
+            "local_layers": (1, 1, 1, 1),
+            "local_width": 32,
+            "mlp_width": 128,
+            "min_patch_pixels": 48,
+            "max_patch_pixels": 96,
+        },
+        description="AdaFocusV3 tiny (MobileNetV2 x0.25 glance at 64 px, ResNet width 32 on 48 px patches), 16 segments, 2 glance + 6 focus frames, videploy's generated action videos (10 classes)",
+    )
 )

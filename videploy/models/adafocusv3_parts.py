@@ -41,15 +41,21 @@ MLP_WIDTH = 4096
 
 
 def patch_box(
-    actions: torch.Tensor, patch_size: int | float, image_size: int | float, input_patch_size: int | float
+    actions: torch.Tensor,
+    patch_size: int | float,
+    image_size: int | float,
+    input_patch_size: int | float,
+    min_pixels: int | float = MIN_PATCH_PIXELS,
+    max_pixels: int | float = MAX_PATCH_PIXELS,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """The crop window of each action, in the pixel units of ``image_size``.
 
     ``actions`` (N, 4) holds ``[y, x, scale_y, scale_x]`` in [0, 1]. Returns ``x1, y1, x2, y2,
     width, height`` (each (N,)), evaluated in the same operation order as the official code so the
-    float results agree bit for bit with it.
+    float results agree bit for bit with it. ``min_pixels`` / ``max_pixels``: the box side range
+    (the official 96..224; smaller frames need their own).
     """
-    scale = actions[:, 2:4] * (MAX_PATCH_PIXELS - MIN_PATCH_PIXELS) / input_patch_size + MIN_PATCH_PIXELS / input_patch_size
+    scale = actions[:, 2:4] * (max_pixels - min_pixels) / input_patch_size + min_pixels / input_patch_size
     corner = actions[:, :2] * (image_size - patch_size * scale)
     height = patch_size * scale[:, 0]
     width = patch_size * scale[:, 1]
@@ -70,6 +76,8 @@ def get_patch_grid_scalexy(
     patch_size: int,
     image_size: int | float,
     input_patch_size: int | float,
+    min_pixels: int | float = MIN_PATCH_PIXELS,
+    max_pixels: int | float = MAX_PATCH_PIXELS,
 ) -> torch.Tensor:
     """Crop one ``patch_size`` x ``patch_size`` patch per row of ``input_frames`` (N, C, H, W).
 
@@ -78,7 +86,7 @@ def get_patch_grid_scalexy(
     sampling grid is built from elementwise ops: TensorRT parses neither AffineGrid nor 5-D
     GridSample, only 4-D GridSample. The grid is float32 whatever the frames' dtype (as upstream).
     """
-    x1, y1, x2, y2, width, height = patch_box(actions, patch_size, image_size, input_patch_size)
+    x1, y1, x2, y2, width, height = patch_box(actions, patch_size, image_size, input_patch_size, min_pixels, max_pixels)
     # theta = [[sx, 0, tx], [0, sy, ty]] of the official code, as float32.
     sx = (width / image_size).float()
     sy = (height / image_size).float()
@@ -211,7 +219,7 @@ class SpatialPolicy(nn.Module):
 
     family = "spatial_policy"
 
-    def __init__(self, stn_feature_dim: int, hidden_dim: int, num_glance_segments: int) -> None:
+    def __init__(self, stn_feature_dim: int, hidden_dim: int, num_glance_segments: int, map_size: int = 7) -> None:
         super().__init__()
         self.num_glance_segments = num_glance_segments
         h = hidden_dim
@@ -225,7 +233,7 @@ class SpatialPolicy(nn.Module):
             nn.Conv3d(h, h, kernel_size=3, stride=1, padding=1, bias=False),
             nn.BatchNorm3d(h),
             nn.ReLU(),
-            nn.Conv3d(h, 4, kernel_size=(1, 7, 7), stride=1, padding=0, bias=False),
+            nn.Conv3d(h, 4, kernel_size=(1, map_size, map_size), stride=1, padding=0, bias=False),
             nn.Sigmoid(),
         )
 
@@ -305,6 +313,7 @@ class PoolingClassifier(nn.Module):
         num_classes: int,
         dropout: float = 0.2,
         device: Any = None,
+        mlp_width: int = MLP_WIDTH,
     ) -> None:
         super().__init__()
         del device  # upstream placed its logits buffer with it
@@ -313,13 +322,13 @@ class PoolingClassifier(nn.Module):
         self.num_glance_segments = num_glance_segments
         self.num_focus_segments = num_focus_segments
         self.num_classes = num_classes
-        self.global_mlp = MultiLayerPerceptron(global_feature_dim)
-        self.local_mlp = MultiLayerPerceptron(local_feature_dim)
+        self.global_mlp = MultiLayerPerceptron(global_feature_dim, mlp_width)
+        self.local_mlp = MultiLayerPerceptron(local_feature_dim, mlp_width)
         self.global_classifiers = nn.ModuleList(
-            nn.Sequential(nn.Dropout(dropout), nn.Linear(MLP_WIDTH, num_classes)) for _ in range(num_glance_segments)
+            nn.Sequential(nn.Dropout(dropout), nn.Linear(mlp_width, num_classes)) for _ in range(num_glance_segments)
         )
         self.local_classifiers = nn.ModuleList(
-            nn.Sequential(nn.Dropout(dropout), nn.Linear(2 * MLP_WIDTH, num_classes)) for _ in range(num_focus_segments)
+            nn.Sequential(nn.Dropout(dropout), nn.Linear(2 * mlp_width, num_classes)) for _ in range(num_focus_segments)
         )
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -538,3 +538,23 @@ _ZOO = {
 }
 for _frames, _description in _ZOO.items():
     register(Entry(name=f"stam_{_frames}", family=FAMILY, defaults=_zoo_defaults(_frames), description=_description))
+
+# A tiny STAM for videploy's own generated action videos (videploy.datasets.actions), trained with
+# `videploy train stam_actions`: a comparison point for adafocusv3_actions.
+register(
+    Entry(
+        name="stam_actions",
+        family=FAMILY,
+        defaults={
+            "img_size": 96,
+            "patch_size": 16,
+            "embed_dim": 64,
+            "depth": 2,
+            "num_heads": 4,
+            "representation_size": None,
+            "num_classes": 10,
+            "aggregate": {"clip_length": 8, "embed_dim": 64, "n_layers": 1},
+        },
+        description="STAM tiny (ViT embed 64, depth 2, 16x16 patches; 1 temporal layer; 8x96x96), videploy's generated action videos (10 classes)",
+    )
+)

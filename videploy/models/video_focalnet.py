@@ -800,3 +800,24 @@ _DESCRIPTIONS = {
 }
 for _name, _defaults in ZOO.items():
     register(Entry(name=_name, family=FAMILY, defaults=_defaults, description=_DESCRIPTIONS[_name]))
+
+# A tiny Video-FocalNet for videploy's own generated action videos (videploy.datasets.actions),
+# trained with `videploy train video_focalnet_actions`: a comparison point for adafocusv3_actions.
+register(
+    Entry(
+        name="video_focalnet_actions",
+        family=FAMILY,
+        defaults=dict(
+            _K400,
+            img_size=96,
+            patch_size=8,
+            num_classes=10,
+            embed_dim=16,
+            depths=[1, 1, 1],
+            focal_levels=[2, 2, 2],
+            focal_windows=[3, 3, 3],
+            drop_path_rate=0.0,
+        ),
+        description="Video-FocalNet tiny (8x8 patches, embed 16, depths 1-1-1, 8x96x96), videploy's generated action videos (10 classes)",
+    )
+)

@@ -130,6 +130,7 @@ class ResNetConfig:
     groups: int = 1
     width_per_group: int = 64
     replace_stride_with_dilation: tuple[bool, bool, bool] | None = None
+    width: int = 64
 
 
 class ResNet(nn.Module):
@@ -149,6 +150,7 @@ class ResNet(nn.Module):
         width_per_group: int = 64,
         replace_stride_with_dilation: Sequence[bool] | None = None,
         norm_layer: NormLayer | None = None,
+        width: int = 64,
     ) -> None:
         super().__init__()
         block_cls = resolve_block(block)
@@ -165,9 +167,14 @@ class ResNet(nn.Module):
             groups=groups,
             width_per_group=width_per_group,
             replace_stride_with_dilation=None if replace_stride_with_dilation is None else tuple(bool(d) for d in dilate),
+            width=int(width),
         )
+        if isinstance(width, bool) or not isinstance(width, int) or width < 1:
+            raise VideployError(f"ResNet: width (stem channels; the stages have width x 1, 2, 4, 8 planes) must be a positive integer, got {width!r}")
         self._norm_layer: NormLayer = norm_layer or nn.BatchNorm2d
-        self.inplanes = 64
+        # ``width`` is not an official keyword: 64 is the official network; smaller values give the
+        # narrow encoders videploy trains itself (every stage scaled alike).
+        self.inplanes = width
         self.dilation = 1
         self.groups = groups
         self.base_width = width_per_group
@@ -176,12 +183,12 @@ class ResNet(nn.Module):
         self.bn1 = self._norm_layer(self.inplanes)
         self.relu = nn.ReLU()
         self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
-        self.layer1 = self._make_layer(block_cls, 64, layers[0])
-        self.layer2 = self._make_layer(block_cls, 128, layers[1], stride=2, dilate=dilate[0])
-        self.layer3 = self._make_layer(block_cls, 256, layers[2], stride=2, dilate=dilate[1])
-        self.layer4 = self._make_layer(block_cls, 512, layers[3], stride=2, dilate=dilate[2])
+        self.layer1 = self._make_layer(block_cls, width, layers[0])
+        self.layer2 = self._make_layer(block_cls, 2 * width, layers[1], stride=2, dilate=dilate[0])
+        self.layer3 = self._make_layer(block_cls, 4 * width, layers[2], stride=2, dilate=dilate[1])
+        self.layer4 = self._make_layer(block_cls, 8 * width, layers[3], stride=2, dilate=dilate[2])
         self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
-        self.fc = nn.Linear(512 * block_cls.expansion, num_classes)
+        self.fc = nn.Linear(8 * width * block_cls.expansion, num_classes)
         self._init_weights(zero_init_residual)
 
     def _make_layer(self, block: type[nn.Module], planes: int, blocks: int, stride: int = 1, dilate: bool = False) -> nn.Sequential:
