@@ -34,6 +34,7 @@ from typing import Iterator, Sequence
 import cv2
 import numpy as np
 
+from videploy import jsonsafe
 from videploy.errors import VideployError
 
 CLASSES: tuple[str, ...] = (
@@ -269,7 +270,7 @@ def generate_split(out_dir: str | Path, split: str, count: int, seed: int = 0, s
         w.writerow(["path", "label"])
         w.writerows(rows)
     with open(out / f"{split}_boxes.json", "w") as f:
-        json.dump({"spec": asdict(spec), "frame_size": [spec.size, spec.size], "videos": meta}, f)
+        f.write(jsonsafe.dumps({"spec": asdict(spec), "frame_size": [spec.size, spec.size], "videos": meta}))
     return csv_path
 
 

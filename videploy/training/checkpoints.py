@@ -17,6 +17,7 @@ from typing import Any, Mapping
 
 import torch
 
+from videploy import jsonsafe
 from videploy.errors import VideployError
 from videploy.optional import require
 
@@ -30,7 +31,7 @@ def save_training_checkpoint(path: str | Path, model: torch.nn.Module, optimizer
         "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict() if scheduler is not None else {},
         "progress": dict(progress),
-        "config": json.loads(json.dumps(dict(config), default=str)),
+        "config": json.loads(jsonsafe.dumps(dict(config), default=str)),
     }
     tmp = path.with_name(path.name + ".tmp")
     torch.save(state, tmp)

@@ -11,7 +11,6 @@ as one ``.npy`` per CSV and preprocessing so later runs and epochs do not decode
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -20,6 +19,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from videploy import jsonsafe
 from videploy.bundle.manifest import Preprocessing
 from videploy.datasets.actions import read_split
 from videploy.errors import VideployError
@@ -48,7 +48,7 @@ class VideoSet:
 def _cache_key(csv_path: Path, pre: Preprocessing) -> str:
     h = hashlib.sha256()
     h.update(csv_path.read_bytes())
-    h.update(json.dumps(asdict(pre), sort_keys=True, default=str).encode())
+    h.update(jsonsafe.dumps(asdict(pre), sort_keys=True, default=str).encode())
     return h.hexdigest()[:16]
 
 

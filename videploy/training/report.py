@@ -15,13 +15,13 @@ graph comparison models: test accuracy and GFLOPs.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from videploy import jsonsafe
 from videploy.training import checkpoints
 from videploy.training import evaluate as ev
 from videploy.training.data import load_videos
@@ -110,9 +110,9 @@ def main(argv: list[str] | None = None) -> int:
         report[name] = adafocus_report(model, args.data, args.cache) if isinstance(model, AdaFocusV3) else classifier_report(model, args.data, args.cache)
         if args.bundles is not None:
             report[name]["bundle"] = bundle_report(model, name, args.data, args.bundles / name, args.bundle_videos)
-        print(json.dumps({name: report[name]}, indent=1, default=float), file=sys.stdout, flush=True)
+        print(jsonsafe.dumps({name: report[name]}, indent=1, default=float), file=sys.stdout, flush=True)
     if args.json:
-        args.json.write_text(json.dumps(report, indent=2, default=float))
+        args.json.write_text(jsonsafe.dumps(report, indent=2, default=float))
     return 0
 
 

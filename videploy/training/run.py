@@ -8,7 +8,6 @@ AdaFocusV3 every exit with the learned and a random policy).
 
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 import time
@@ -18,6 +17,7 @@ from typing import Any
 
 import torch
 
+from videploy import jsonsafe
 from videploy.datasets import actions
 from videploy.errors import VideployError
 from videploy.training import checkpoints
@@ -198,11 +198,11 @@ def _train_model(
         raise VideployError(f"no epoch ran and there is no checkpoint in {out}; nothing to save")
     metrics = {"val": evaluate(model, val_set, seed) if val_set is not None else None, "train_seconds": time.perf_counter() - t0, "losses": losses}
     weights_path = Path(weights) if weights is not None else out / f"{name}.safetensors"
-    meta = {"model": name, "overrides": json.dumps(overrides, default=str), "recipe": json.dumps(asdict(recipe)), "videploy_train": "videploy train " + name}
+    meta = {"model": name, "overrides": jsonsafe.dumps(overrides, default=str), "recipe": jsonsafe.dumps(asdict(recipe)), "videploy_train": "videploy train " + name}
     if names is not None:
-        meta["labels"] = json.dumps(list(names))
+        meta["labels"] = jsonsafe.dumps(list(names))
     checkpoints.save_weights(weights_path, model, meta)
     if labels is not None:
         shutil.copyfile(labels, out / "labels.txt")
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float))
+    (out / "metrics.json").write_text(jsonsafe.dumps(metrics, indent=2, default=float))
     return TrainResult(weights=weights_path, checkpoint=ckpt, metrics=metrics, seconds=time.perf_counter() - t0, losses=losses)
