@@ -91,8 +91,15 @@ class TorchBackend(Backend):
         if self.precision == "fp16":
             model = model.half()
         if self.channels_last:
-            # what a PyTorch user tries for conv nets on CPU: NHWC weights (activations follow)
-            model = model.to(memory_format=self.torch.channels_last)
+            # what a PyTorch user tries for conv nets on CPU: NHWC weights (activations follow). Only
+            # 4-D / 5-D tensors have a channels-last layout; Module.to(memory_format=...) refuses 5-D
+            torch = self.torch
+            with torch.no_grad():
+                for t in [*model.parameters(), *model.buffers()]:
+                    if t.dim() == 4:
+                        t.data = t.data.contiguous(memory_format=torch.channels_last)
+                    elif t.dim() == 5:
+                        t.data = t.data.contiguous(memory_format=torch.channels_last_3d)
         self._graphs = model.deploy_graphs()
         for role, g in self._graphs.items():
             g.eval()
