@@ -161,7 +161,8 @@ def _plot_budget(plt: Any, d: dict[str, Any], path: Path) -> None:
     ax2.set_ylabel("model time per video (ms)")
     ax.set_title(f"{d['model']}: AdaFocusV3 early exit, cost vs budget")
     ax.grid(True, alpha=0.3)
-    fig.legend(loc="upper left", fontsize=8)
+    handles = ax.get_legend_handles_labels()[0] + ax2.get_legend_handles_labels()[0]
+    ax.legend(handles, [h.get_label() for h in handles], loc="lower right", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
