@@ -74,6 +74,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    import logging
 
     from videploy.cli.options import stdout_console
 
@@ -82,6 +83,8 @@ def run(args: argparse.Namespace) -> int:
         from videploy.runtime.video import quiet_decoder_logs
 
         quiet_decoder_logs()  # the demo's videos are fine; FFmpeg chatter would only distract
+    # the demo says RANDOM WEIGHTS itself; the library's own warning (for Python callers) would repeat it
+    logging.getLogger("videploy.export.api").setLevel(logging.ERROR)
     if args.out:
         work = Path(args.out)
         work.mkdir(parents=True, exist_ok=True)
