@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import math
-from typing import Sequence
+from typing import Any, Sequence
 
 # Options whose value may start with '-' (e.g. "--thresholds -inf,0.5"): argparse would read such a
 # value as another option, so main() joins them as "--thresholds=-inf,0.5" before parsing.
@@ -35,6 +35,24 @@ def parse_thresholds(text: str | None) -> list[float] | None:
             raise VideployError(f"--thresholds {text!r}: nan is not a threshold")
         out.append(v)
     return out
+
+
+def prediction_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The options that make a prediction what it is, from the flags ``predict`` and ``predict-dataset``
+    share (so a row of the one equals the answer of the other)."""
+    thresholds = parse_thresholds(args.thresholds)
+    return {
+        "backend": args.backend,
+        "device": args.device,
+        "precision": args.precision,
+        "labels": args.labels,
+        "top_k": args.top_k,
+        "views": args.views,
+        "thresholds": None if thresholds is None else tuple(thresholds),
+        "batch_size": args.batch_size,
+        "continuous": args.continuous,
+        "threads": args.threads,
+    }
 
 
 def join_dash_values(argv: Sequence[str]) -> list[str]:

@@ -83,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
     from videploy.cli.options import stdout_console
 
     from videploy import jsonsafe
-    from videploy.cli.options import parse_thresholds
+    from videploy.cli.options import prediction_options
     from videploy.jobs.predict import PredictOptions, predict_files
     from videploy.runtime.video import quiet_decoder_logs
 
@@ -92,18 +92,9 @@ def run(args: argparse.Namespace) -> int:
     out = stdout_console()
     err = Console(stderr=True, highlight=False)
     options = PredictOptions(
-        backend=args.backend,
-        device=args.device,
-        precision=args.precision,
-        labels=args.labels,
-        top_k=args.top_k,
-        views=args.views,
-        thresholds=parse_thresholds(args.thresholds),
+        **prediction_options(args),
         budget=args.budget,
-        batch_size=args.batch_size,
-        continuous=args.continuous,
         visualize=args.visualize,
-        threads=args.threads,
         checkpoint=args.checkpoint,
         decode_workers=args.decode_workers,
     )

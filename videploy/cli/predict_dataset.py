@@ -115,25 +115,14 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from tqdm import tqdm
 
-    from videploy.cli.options import parse_thresholds
+    from videploy.cli.options import prediction_options
     from videploy.offline import PredictOptions, ScaleOptions, predict_dataset
     from videploy.optional import require
 
     verbose = bool(getattr(args, "verbose", False))
     out = Console(highlight=False)
     err = Console(stderr=True, highlight=False)
-    options = PredictOptions(
-        backend=args.backend,
-        device=args.device,
-        precision=args.precision,
-        labels=args.labels,
-        top_k=args.top_k,
-        views=args.views,
-        thresholds=tuple(parse_thresholds(args.thresholds)) if args.thresholds else None,
-        batch_size=args.batch_size,
-        continuous=args.continuous,
-        threads=args.threads,
-    )
+    options = PredictOptions(**prediction_options(args))
     scale = ScaleOptions(
         address=args.address,
         num_cpus=args.num_cpus,

@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 
 import torch
 from torch import nn
+from torch.utils._python_dispatch import _get_current_dispatch_mode  # FLOP counting runs under a dispatch mode
 
 from videploy.bundle.manifest import EarlyExit, Preprocessing
 
@@ -27,8 +28,6 @@ def exporting() -> bool:
         fn = getattr(compiler, name, None)
         if fn is not None and fn():
             return True
-    from torch.utils._python_dispatch import _get_current_dispatch_mode
-
     return bool(torch.jit.is_tracing() or torch.jit.is_scripting() or _get_current_dispatch_mode() is not None)
 
 

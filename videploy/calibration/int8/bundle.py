@@ -35,7 +35,7 @@ from videploy.bundle.manifest import write_manifest
 from videploy.bundle.writer import staged_bundle
 from videploy.calibration.int8 import agreement, inputs, quantize, sensitivity, videos
 from videploy.errors import VideployError
-from videploy.jsonsafe import encode as sanitize
+from videploy.jsonsafe import encode
 
 log = logging.getLogger(__name__)
 
@@ -143,7 +143,7 @@ def quantize_bundle(
             graphs.append(dataclasses.replace(g, variants=variants))
 
         record = _record(bundle, files, data, options, analyses, dkey)
-        manifest = bundle.manifest.with_updates(graphs=tuple(graphs), provenance={**bundle.manifest.provenance, "int8": sanitize(record)})
+        manifest = bundle.manifest.with_updates(graphs=tuple(graphs), provenance={**bundle.manifest.provenance, "int8": encode(record)})
         write_manifest(stage, manifest)
         staged = Bundle.open(stage)
         reports = {}
@@ -151,7 +151,7 @@ def quantize_bundle(
             for target in options.targets:
                 reports[target] = agreement.measure(staged, target, data.holdout, bs)
         record["agreement"] = {t: r.to_dict() for t, r in reports.items()}
-        manifest = manifest.with_updates(provenance={**bundle.manifest.provenance, "int8": sanitize(record)})
+        manifest = manifest.with_updates(provenance={**bundle.manifest.provenance, "int8": encode(record)})
         write_manifest(stage, manifest)
     return QuantizeResult(Bundle.open(output), reports, tuple(analyses), cached, data.skipped)
 
