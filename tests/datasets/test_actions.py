@@ -100,3 +100,46 @@ def test_boxes_in_view_follow_resize_and_centre_crop():
     b = actions.boxes_in_view(np.array([[10.0, 20.0, 30.0, 40.0]]), (144, 144), 146, 128)
     s = 146 / 144
     assert np.allclose(b, np.array([[10, 20, 30, 40]]) * s - 9)
+
+
+def _apply(points, size, transpose, flip_y, flip_x):
+    # the frame transform of videploy.training.data.symmetric_augment, on (x, y) pixel points
+    p = np.asarray(points, dtype=np.float64)[..., [1, 0]] if transpose else np.asarray(points, dtype=np.float64)
+    p = p.copy()
+    if flip_y:
+        p[..., 1] = size - p[..., 1]
+    if flip_x:
+        p[..., 0] = size - p[..., 0]
+    return p
+
+
+def _turn(tips, centres):
+    # signed angle change of the tip around the centre in image coordinates (y down): > 0 is clockwise on screen
+    a = np.arctan2(tips[:, 1] - centres[:, 1], tips[:, 0] - centres[:, 0])
+    return float(np.angle(np.exp(1j * (a[1] - a[0]))))
+
+
+@pytest.mark.parametrize("symmetry", actions.SYMMETRIES)
+def test_symmetry_labels_follow_the_geometry(symmetry):
+    """A transformed clip of class A looks like class table[A]: moves go the mapped way, turns the mapped way."""
+    table = actions.symmetry_labels(*symmetry)
+    assert sorted(table) == list(range(len(actions.CLASSES)))  # a permutation
+    size = SMALL.size
+    for name, axis, sign in [("move_left", 0, -1), ("move_right", 0, 1), ("move_up", 1, -1), ("move_down", 1, 1)]:
+        clip = actions.render_clip(actions.CLASSES.index(name), seed=1, spec=SMALL)
+        s0, s1 = clip.window
+        c = _apply(_centre(clip.boxes[[s0, s1 - 1]]), size, *symmetry)
+        moved = c[1] - c[0]
+        new = actions.CLASSES[table[actions.CLASSES.index(name)]]
+        want = {"move_left": (0, -1), "move_right": (0, 1), "move_up": (1, -1), "move_down": (1, 1)}[new]
+        assert want[1] * moved[want[0]] > 3 and abs(moved[1 - want[0]]) < 1e-6, (name, new, moved)
+    for name in ("rotate_clockwise", "rotate_counterclockwise"):
+        label = actions.CLASSES.index(name)
+        start, window = (30.0, 30.0, 8.0, 0.4), (2, 10)
+        poses = [actions._pose(name, t, window, start, 2.0) for t in (3, 4)]
+        tips = _apply(np.array([actions._triangle(*p)[0] for p in poses]), size, *symmetry)
+        centres = _apply(np.array([p[:2] for p in poses]), size, *symmetry)
+        turned = _turn(tips, centres)
+        assert (turned > 0) == (actions.CLASSES[table[label]] == "rotate_clockwise"), (name, symmetry, turned)
+    for name in ("still", "grow", "shrink", "blink"):
+        assert table[actions.CLASSES.index(name)] == actions.CLASSES.index(name)

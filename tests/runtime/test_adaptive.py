@@ -203,3 +203,46 @@ def test_exit_is_the_same_in_every_batch_for_a_threshold_exactly_at_a_videos_val
             seen.add(outcome.exit)
             assert outcome.entropies[: t + 1] == alone.entropies[: t + 1]  # bit-identical criterion values
         assert seen == {t}
+
+
+def toy_adafocus_glance_indices():
+    from tests.runtime.toys import GLANCE_INDICES
+
+    return GLANCE_INDICES
+
+
+def test_random_policy_replaces_the_policy_graph(adaptive_dir, videos, reference, toy_adafocus):
+    """The paper's Table 5 baseline: uniformly random cubes (distinct frames in time order, actions in
+    [0, 1)), seeded; the glance and local graphs run exactly as with the learned policy."""
+    from tests.runtime.toys import D
+
+    backend = OnnxRuntimeBackend(adaptive_dir, threads=1)
+    runner = AdaptiveRunner(backend, policy="random", seed=3)
+    never = [-math.inf] * (TF + 1)
+    with backend.recording() as calls:
+        outcomes = runner.run(list(videos), thresholds=never, batch_size=4)
+    assert "policy" not in {c.role for c in calls}  # the policy graph never ran
+    for oc in outcomes:
+        sampled = [c.sampled[0] for c in oc.cubes]
+        assert sampled == sorted(set(sampled)) and all(0 <= i < S for i in sampled)
+        assert all(0 <= a < 1 for c in oc.cubes for a in c.action)
+    # the glance exit is the learned run's; the last exit is the local graph on the drawn cubes
+    glance_only = runner.run(list(videos), thresholds=[math.inf] * (TF + 1))
+    np.testing.assert_allclose(np.stack([oc.logits for oc in glance_only]), reference[:, 0], rtol=1e-4, atol=1e-5)
+    gr = toy_adafocus.deploy_graphs()
+    v = torch.from_numpy(videos)
+    with torch.no_grad():
+        _, _, gs, _, _ = gr["glance"](v[:, list(toy_adafocus_glance_indices())])
+        ls = torch.zeros(v.shape[0], D)
+        for t in range(TF):
+            frames = torch.stack([v[b, list(outcomes[b].cubes[t].sampled)] for b in range(len(videos))])
+            actions = torch.tensor([outcomes[b].cubes[t].action for b in range(len(videos))], dtype=torch.float32)
+            lg, _, ls = gr["local"](frames, actions, torch.full((len(videos),), t, dtype=torch.int64), ls, gs)
+    np.testing.assert_allclose(np.stack([oc.logits for oc in outcomes]), lg.numpy(), rtol=1e-4, atol=1e-5)
+    # seeded: the same seed draws the same cubes, another seed others
+    again = AdaptiveRunner(OnnxRuntimeBackend(adaptive_dir, threads=1), policy="random", seed=3).run(list(videos), thresholds=never)
+    other = AdaptiveRunner(OnnxRuntimeBackend(adaptive_dir, threads=1), policy="random", seed=4).run(list(videos), thresholds=never)
+    assert [c.action for oc in again for c in oc.cubes] == [c.action for oc in outcomes for c in oc.cubes]
+    assert [c.action for oc in other for c in oc.cubes] != [c.action for oc in outcomes for c in oc.cubes]
+    with pytest.raises(VideployError, match="policy must be one of learned, random"):
+        AdaptiveRunner(backend, policy="uniform")

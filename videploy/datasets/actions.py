@@ -1,16 +1,17 @@
 """Generated action videos: a small, honest recognition task where *where* and *when* both matter.
 
-Each clip shows a cluttered scene (a smooth random colour texture and several drifting grey-tinted
+Each clip shows a cluttered scene (a smooth, nearly grey random texture and several drifting grey
 discs and squares) with one small, saturated triangle -- the *actor* -- placed anywhere in the
 frame. The actor stands still except during an *action window* that covers only part of the clip,
 where it does one of :data:`CLASSES`: moves left / right / up / down, grows, shrinks, rotates
 clockwise / counter-clockwise, blinks (flashes white), or nothing at all (``still``).
 
-Motion is rendered as a short fading trail of the actor's previous poses (as a camera's motion
-blur would show it), so a single frame of the right place and time tells the class; the trail is
-a few pixels wide, so a low-resolution glance at the whole frame cannot read it, and frames
-outside the action window look like ``still``. A model therefore has to find the actor (spatial
-focus) in the right frames (temporal focus).
+Motion is rendered as a fading trail of the actor's previous poses in a lighter tint (as a camera's
+motion blur would show it), so a single frame of the right place and time tells the class; the
+trail is a few pixels wide, so a low-resolution glance at the whole frame reads it poorly, and
+frames outside the action window look like ``still``. A model therefore has to find the actor
+(spatial focus) in the right frames (temporal focus). The task has no preferred orientation:
+:func:`symmetry_labels` says how labels map under flips, which training uses as augmentation.
 
 Splits are deterministic by seed and written as real video files with OpenCV:
 
@@ -51,21 +52,21 @@ CLASSES: tuple[str, ...] = (
 )
 
 # Default split sizes (videos per split) and their seed offsets: each split has its own stream.
-DEFAULT_SPLITS: dict[str, int] = {"train": 1000, "val": 300, "test": 300}
+DEFAULT_SPLITS: dict[str, int] = {"train": 2000, "val": 300, "test": 300}
 _SPLIT_STREAM = {"train": 0, "val": 1, "test": 2}
 
 # Ghost poses drawn behind the actor (oldest first): frames back and opacity.
-_TRAIL: tuple[tuple[int, float], ...] = ((4, 0.2), (3, 0.35), (2, 0.5), (1, 0.7))
+_TRAIL: tuple[tuple[int, float], ...] = ((6, 0.25), (5, 0.3), (4, 0.35), (3, 0.4), (2, 0.5), (1, 0.6))
 
 
 @dataclass(frozen=True)
 class ActionVideoSpec:
     """How the clips look. Sizes are in source pixels."""
 
-    size: int = 144  # frames are size x size
+    size: int = 160  # frames are size x size
     num_frames: int = 32
     fps: int = 16
-    actor_radius: tuple[float, float] = (6.0, 8.0)  # circumradius of the actor triangle
+    actor_radius: tuple[float, float] = (12.0, 16.0)  # circumradius of the actor triangle
     num_distractors: tuple[int, int] = (4, 8)
     window: tuple[float, float] = (0.35, 0.55)  # action window length, as a fraction of the clip
     codec: str = "mp4v"  # OpenCV fourcc; mp4v (.mp4) reads back everywhere OpenCV reads video
@@ -89,6 +90,35 @@ def class_names() -> tuple[str, ...]:
     return CLASSES
 
 
+# The symmetries of the square as (transpose, flip_y, flip_x), applied to frames in that order.
+SYMMETRIES: tuple[tuple[bool, bool, bool], ...] = tuple((t, fy, fx) for t in (False, True) for fy in (False, True) for fx in (False, True))
+
+
+def symmetry_labels(transpose: bool, flip_y: bool, flip_x: bool) -> np.ndarray:
+    """Where each label goes when a clip is transposed / flipped: ``new_label = table[label]``.
+
+    The task has no preferred orientation, so these are free, exact training augmentations: a
+    flipped ``move_left`` clip *is* a ``move_right`` clip, and every reflection turns clockwise
+    into counter-clockwise.
+    """
+    index = {name: i for i, name in enumerate(CLASSES)}
+    moves = {"move_left": (-1, 0), "move_right": (1, 0), "move_up": (0, -1), "move_down": (0, 1)}
+    by_vector = {v: k for k, v in moves.items()}
+    table = np.arange(len(CLASSES))
+    for name, (dx, dy) in moves.items():
+        if transpose:
+            dx, dy = dy, dx
+        if flip_y:
+            dy = -dy
+        if flip_x:
+            dx = -dx
+        table[index[name]] = index[by_vector[(dx, dy)]]
+    if (transpose + flip_y + flip_x) % 2:
+        cw, ccw = index["rotate_clockwise"], index["rotate_counterclockwise"]
+        table[cw], table[ccw] = ccw, cw
+    return table
+
+
 # --------------------------------------------------------------------------------------------
 # Rendering
 # --------------------------------------------------------------------------------------------
@@ -98,8 +128,9 @@ def _background(rng: np.random.Generator, size: int) -> np.ndarray:
     # Smooth clutter: a coarse random colour grid upsampled, plus fine noise; muted so the actor's
     # saturation stands out only locally.
     coarse = rng.uniform(60, 190, size=(6, 6, 3)).astype(np.float32)
+    coarse = 0.15 * coarse + 0.85 * coarse.mean(axis=-1, keepdims=True)  # nearly grey
     bg = cv2.resize(coarse, (size, size), interpolation=cv2.INTER_CUBIC)
-    bg += rng.normal(0, 10, size=(size, size, 3)).astype(np.float32)
+    bg += rng.normal(0, 6, size=(size, size, 3)).astype(np.float32)
     return np.clip(bg, 0, 255)
 
 
@@ -144,9 +175,9 @@ def _pose(label: str, t: int, window: tuple[int, int], start: tuple[float, float
     elif label == "move_down":
         cy += speed * k
     elif label == "grow":
-        r *= 1.0 + 0.06 * k
+        r *= 1.0 + 0.05 * k
     elif label == "shrink":
-        r /= 1.0 + 0.06 * k
+        r /= 1.0 + 0.05 * k
     elif label == "rotate_clockwise":
         a -= 0.3 * k
     elif label == "rotate_counterclockwise":
@@ -166,10 +197,10 @@ def render_clip(label: int, seed: int, spec: ActionVideoSpec | None = None) -> C
     s0 = int(rng.integers(1, n - length))
     window = (s0, s0 + length)
     radius = float(rng.uniform(*spec.actor_radius))
-    speed = float(rng.uniform(1.6, 2.2))
+    speed = float(rng.uniform(2.0, 3.0))
     travel = speed * length
     # Keep the actor (and its whole path) inside the centre region every preprocessing keeps.
-    margin = 0.12 * size + 2.0 * radius
+    margin = 0.1 * size + 1.5 * radius
     lo_x, hi_x, lo_y, hi_y = margin, size - margin, margin, size - margin
     if name == "move_left":
         lo_x += travel
@@ -183,13 +214,14 @@ def render_clip(label: int, seed: int, spec: ActionVideoSpec | None = None) -> C
     hue = int(rng.integers(0, 180))
     hsv = np.uint8([[[hue, 255, 255]]])
     colour = cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)[0, 0].astype(np.float32)
+    ghost = 0.5 * colour + 127.5
 
     bg = _background(rng, size)
     k = int(rng.integers(spec.num_distractors[0], spec.num_distractors[1] + 1))
     d_pos = rng.uniform(0, size, size=(k, 2))
     d_vel = rng.uniform(-2.0, 2.0, size=(k, 2))
     d_rad = rng.uniform(4.0, 10.0, size=k)
-    d_col = rng.uniform(70, 200, size=(k, 1)) + rng.uniform(-25, 25, size=(k, 3))
+    d_col = rng.uniform(70, 200, size=(k, 1)) + rng.uniform(-10, 10, size=(k, 3))
     d_square = rng.random(k) < 0.5
 
     frames = np.empty((n, size, size, 3), dtype=np.uint8)
@@ -207,13 +239,15 @@ def render_clip(label: int, seed: int, spec: ActionVideoSpec | None = None) -> C
                 ang = np.linspace(0, 2 * math.pi, 16, endpoint=False)
                 pts = np.stack([p[0] + r * np.cos(ang), p[1] + r * np.sin(ang)], axis=1).astype(np.float32)
             _draw_polygon(img, pts, np.clip(d_col[j], 0, 255), 1.0)
-        for back, alpha in _TRAIL:
-            if t - back >= window[0] and t - back < window[1]:  # ghosts exist only while it acts
-                _draw_polygon(img, _triangle(*_pose(name, t - back, window, start, speed)), colour, alpha)
         pose = _pose(name, t, window, start, speed)
         body = _triangle(*pose)
         flash = name == "blink" and window[0] <= t < window[1] and (t - window[0]) % 4 < 2
         _draw_polygon(img, body, np.full(3, 255.0, np.float32) if flash else colour, 1.0)
+        # Ghosts go over the body in a lighter tint: a growing actor's smaller past poses would
+        # otherwise hide under it, and one frame could not tell growing from standing still.
+        for back, alpha in _TRAIL:
+            if t - back >= window[0] and t - back < window[1]:  # ghosts exist only while it acts
+                _draw_polygon(img, _triangle(*_pose(name, t - back, window, start, speed)), ghost, alpha)
         frames[t] = np.clip(img, 0, 255).astype(np.uint8)
         boxes[t] = (body[:, 0].min(), body[:, 1].min(), body[:, 0].max(), body[:, 1].max())
     return Clip(frames=frames, label=label, boxes=boxes, window=window)
@@ -248,8 +282,10 @@ def _split_items(split: str, count: int, seed: int) -> Iterator[tuple[int, int, 
         yield i, int(labels[i]), int(clip_seeds[i])
 
 
-def generate_split(out_dir: str | Path, split: str, count: int, seed: int = 0, spec: ActionVideoSpec | None = None) -> Path:
-    """Write one split under ``out_dir``; returns the CSV path."""
+def generate_split(out_dir: str | Path, split: str, count: int, seed: int = 0, spec: ActionVideoSpec | None = None, progress: bool = False) -> Path:
+    """Write one split under ``out_dir``; returns the CSV path. ``progress``: a progress bar (stderr)."""
+    from tqdm import tqdm
+
     spec = spec or ActionVideoSpec()
     if count < 1:
         raise VideployError(f"split {split!r}: the number of videos must be positive, got {count}")
@@ -258,7 +294,7 @@ def generate_split(out_dir: str | Path, split: str, count: int, seed: int = 0, s
     (out / split).mkdir(parents=True, exist_ok=True)
     rows: list[tuple[str, int]] = []
     meta: dict[str, dict] = {}
-    for i, label, clip_seed in _split_items(split, count, seed):
+    for i, label, clip_seed in tqdm(_split_items(split, count, seed), total=count, desc=f"generating {split}", unit="clip", disable=not progress, leave=False):
         clip = render_clip(label, clip_seed, spec)
         rel = f"{split}/{CLASSES[label]}_{i:05d}{ext}"
         write_video(out / rel, clip.frames, spec.fps, spec.codec)
@@ -285,12 +321,13 @@ def generate(
     splits: dict[str, int] | None = None,
     seed: int = 0,
     spec: ActionVideoSpec | None = None,
+    progress: bool = False,
 ) -> dict[str, Path]:
     """Write every split (default :data:`DEFAULT_SPLITS`) and ``labels.txt``; returns split -> CSV path."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     write_labels(out)
-    return {name: generate_split(out, name, count, seed, spec) for name, count in (splits or DEFAULT_SPLITS).items()}
+    return {name: generate_split(out, name, count, seed, spec, progress) for name, count in (splits or DEFAULT_SPLITS).items()}
 
 
 def read_split(csv_path: str | Path) -> list[tuple[Path, int]]:
@@ -331,3 +368,16 @@ def boxes_in_view(boxes: np.ndarray, frame_size: Sequence[int], resize_short: in
     ox = int(round((round(w * s) - crop) / 2.0))
     b = np.asarray(boxes, dtype=np.float64) * s
     return b - np.array([ox, oy, ox, oy])
+
+
+def actor_centres(info: dict, frames: Sequence[int] | np.ndarray, resize_short: int, crop: int) -> np.ndarray:
+    """(n, 2) x, y of the actor's centre in source frames ``frames`` of one video (its sidecar
+    entry ``info``), in the coordinates of the model's centre-cropped input."""
+    b = boxes_in_view(np.asarray(info["boxes"])[np.asarray(frames, dtype=np.int64)], info["frame_size"], resize_short, crop)
+    return np.stack([(b[:, 0] + b[:, 2]) / 2, (b[:, 1] + b[:, 3]) / 2], axis=1)
+
+
+def boxes_contain(boxes: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """Whether each box ``[x1, y1, x2, y2]`` (n, 4) contains its point (n, 2)."""
+    b, p = np.asarray(boxes, dtype=np.float64), np.asarray(points, dtype=np.float64)
+    return (b[:, 0] <= p[:, 0]) & (p[:, 0] <= b[:, 2]) & (b[:, 1] <= p[:, 1]) & (p[:, 1] <= b[:, 3])

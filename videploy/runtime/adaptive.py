@@ -52,6 +52,9 @@ from videploy.runtime.backends.base import Backend
 from videploy.runtime.exit_criteria import criterion_values, never_stops, stops
 
 
+POLICIES = ("learned", "random")
+
+
 def exit_thresholds(ee: EarlyExit, override: Sequence[float] | None = None, model_name: str = "the bundle") -> np.ndarray:
     """eta_0..eta_T for a bundle's exits: ``override`` (checked), else the manifest's, else "never stop"."""
     n = ee.num_steps + 1
@@ -123,7 +126,14 @@ class _Pool:
 class AdaptiveRunner:
     """Runs an AdaFocusV3 bundle on a backend with per-video early exits."""
 
-    def __init__(self, backend: Backend):
+    def __init__(self, backend: Backend, policy: str = "learned", seed: int = 0):
+        """``policy="random"`` replaces the policy graph by uniformly random cubes (distinct frames
+        in time order, uniform actions; seeded per video): the baseline a learned policy must beat
+        (paper Table 5). Its cubes have no boxes (NaN): the crop is computed inside the local graph."""
+        if policy not in POLICIES:
+            raise VideployError(f"policy must be one of {', '.join(POLICIES)}, got {policy!r}")
+        self.policy = policy
+        self._seed = int(seed)
         self.backend = backend
         self.bundle = backend.bundle
         if self.bundle.early_exit is None:
@@ -238,7 +248,7 @@ class AdaptiveRunner:
         featmap = out["featmap"] if all_rows else b.take(out["featmap"], rest)
         global_feat = out["global_feat"] if all_rows else b.take(out["global_feat"], rest)
         global_state = b.take(out["global_state"], rest)
-        pol = b.run("policy", {"featmap": featmap, "global_feat": global_feat})
+        pol = self._random_cubes(active) if self.policy == "random" else b.run("policy", {"featmap": featmap, "global_feat": global_feat})
         fidx = np.asarray(pol["frame_indices"]).astype(np.int64)
         S = self.ee.num_segments
         want = (len(active), self.ee.num_steps, self.ee.frames_per_cube)
@@ -257,6 +267,19 @@ class AdaptiveRunner:
         # zeros before the first step are exact: the local MLP output is post-ReLU (>= 0) and the state is a running max
         local_state = np.zeros((len(active), self.state_size), dtype=dtype)
         return _Pool(videos=active, global_state=global_state, local_state=local_state)
+
+    def _random_cubes(self, videos: list[_Video]) -> dict[str, np.ndarray]:
+        # One generator per video, from (seed, position in the run): the same cubes in every
+        # schedule and batch size, like every other per-video result.
+        S, steps, K = self.ee.num_segments, self.ee.num_steps, self.ee.frames_per_cube
+        picks, n = steps * K, len(videos)
+        fidx = np.zeros((n, picks), np.int64)
+        actions = np.zeros((n, steps, 4), np.float32)
+        for j, v in enumerate(videos):
+            rng = np.random.default_rng([self._seed, v.key])
+            fidx[j] = np.sort(rng.choice(S, size=picks, replace=picks > S))
+            actions[j] = rng.random((steps, 4))
+        return {"frame_indices": fidx.reshape(n, steps, K), "actions": actions, "boxes": np.full((n, steps, 4), np.nan)}
 
     def _local_step(self, pool: _Pool, eta: np.ndarray, results: dict[int, AdaptiveOutcome]) -> None:
         b = self.backend

@@ -157,6 +157,7 @@ def load(
     labels: str | Path | None = None,
     precision: str | None = None,
     decode_workers: int = 1,
+    policy: str = "learned",
     **backend_options: Any,
 ) -> "Recognizer":
     """Open a bundle (a directory or a :class:`~videploy.bundle.bundle.Bundle`) for prediction.
@@ -166,9 +167,10 @@ def load(
     ``(bundle, device=..., precision=..., **options) -> Backend``. ``device``: None for the
     backend's default. ``labels``: a class-name file that overrides the bundle's.
     ``decode_workers``: threads decoding the next videos while the backend runs (0: decode inline).
+    ``policy``: AdaFocusV3's ``"learned"`` policy graph, or ``"random"`` cubes (the baseline).
     ``backend_options`` go to the backend (e.g. ``threads=1`` for onnxruntime).
     """
-    return Recognizer(bundle, backend=backend, device=device, labels=labels, precision=precision, decode_workers=decode_workers, **backend_options)
+    return Recognizer(bundle, backend=backend, device=device, labels=labels, precision=precision, decode_workers=decode_workers, policy=policy, **backend_options)
 
 
 class Recognizer:
@@ -182,6 +184,7 @@ class Recognizer:
         labels: str | Path | None = None,
         precision: str | None = None,
         decode_workers: int = 1,
+        policy: str = "learned",
         **backend_options: Any,
     ):
         if decode_workers < 0:
@@ -193,7 +196,9 @@ class Recognizer:
         self.backend = open_backend(backend, bundle, device=device, precision=precision, **backend_options)
         label_file = Path(labels) if labels is not None else (bundle.path(m.labels) if m.labels else None)
         self.labels: tuple[str, ...] | None = read_labels(label_file, m.num_classes) if label_file is not None else None
-        self.adaptive = AdaptiveRunner(self.backend) if bundle.adaptive else None
+        if policy != "learned" and not bundle.adaptive:
+            raise VideployError(f"policy={policy!r} applies to adaptive (AdaFocusV3) bundles; {m.model_name!r} is a {m.family} bundle")
+        self.adaptive = AdaptiveRunner(self.backend, policy=policy) if bundle.adaptive else None
 
     @property
     def bundle_dir(self) -> Path:

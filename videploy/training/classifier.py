@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from videploy.training.data import VideoSet, batches, normalize
+from videploy.training.data import VideoSet, batch_tensors, batches
 
 log = logging.getLogger(__name__)
 
@@ -23,6 +23,7 @@ class ClassifierRecipe:
     lr: float = 2e-3
     weight_decay: float = 0.05
     seed: int = 0
+    augment: bool = False  # symmetries of the square with mapped labels (the generated task)
 
 
 def make_optimizer(model: torch.nn.Module, recipe: ClassifierRecipe, steps: int) -> tuple[torch.optim.Optimizer, Any]:
@@ -63,8 +64,7 @@ def train(
         order = batches(len(train_set), recipe.batch_size, generator=gen, drop_last=True)[:steps_per_epoch]
         total, bar = 0.0, tqdm(order, desc=f"epoch {epoch + 1}/{recipe.epochs}", unit="batch", disable=not progress, leave=False)
         for i, rows in enumerate(bar):
-            frames = normalize(train_set.frames[rows.numpy()], pre)
-            labels = torch.as_tensor(train_set.labels[rows.numpy()])
+            frames, labels = batch_tensors(train_set, rows, pre, gen if recipe.augment else None)
             loss = F.cross_entropy(model(frames), labels)
             opt.zero_grad(set_to_none=True)
             loss.backward()

@@ -20,7 +20,7 @@ import torch
 from tqdm import tqdm
 
 from videploy.calibration.exit_thresholds import expected_gflops, fit_thresholds, geometric_exit_distribution, simulate_exits
-from videploy.datasets.actions import boxes_in_view, read_boxes
+from videploy.datasets.actions import actor_centres, boxes_contain, read_boxes
 from videploy.models.adafocusv3 import AdaFocusV3
 from videploy.models.adafocusv3_parts import entropy, patch_box
 from videploy.training import adafocusv3 as af
@@ -124,11 +124,7 @@ def focus_hits(outputs: AdaFocusOutputs, videos: VideoSet, boxes_json: str | Pat
         rel = Path(path).resolve().relative_to(root.resolve()).as_posix()
         info = meta[rel]
         src = videos.frame_indices[i][outputs.frame_indices[i]]  # source frames of the cubes
-        frame_size = info.get("frame_size") or [np.inf, np.inf]
-        actor = boxes_in_view(np.asarray(info["boxes"])[src], frame_size, pre.resize_short, pre.crop_size[0])
-        cx, cy = (actor[:, 0] + actor[:, 2]) / 2, (actor[:, 1] + actor[:, 3]) / 2
-        b = outputs.boxes[i]
-        s = (b[:, 0] <= cx) & (cx <= b[:, 2]) & (b[:, 1] <= cy) & (cy <= b[:, 3])
+        s = boxes_contain(outputs.boxes[i], actor_centres(info, src, pre.resize_short, pre.crop_size[0]))
         lo, hi = info["window"]
         t = (src >= lo) & (src < hi)
         hits_s.append(s)

@@ -27,9 +27,9 @@ log = logging.getLogger(__name__)
 
 # Recipes of the zoo models trained on the generated action videos (the shipped weights).
 RECIPES: dict[str, dict[str, Any]] = {
-    "adafocusv3_actions": {"stage1_epochs": 6, "stage2_epochs": 2, "batch_size": 32, "lr": 2e-3, "policy_lr": 1e-3},
-    "video_focalnet_actions": {"epochs": 15, "batch_size": 16, "lr": 2e-3},
-    "stam_actions": {"epochs": 15, "batch_size": 16, "lr": 1e-3},
+    "adafocusv3_actions": {"stage1_epochs": 26, "stage2_epochs": 2, "batch_size": 32, "lr": 2e-3, "policy_lr": 1e-3},
+    "video_focalnet_actions": {"epochs": 60, "batch_size": 32, "lr": 3e-3},
+    "stam_actions": {"epochs": 60, "batch_size": 32, "lr": 1e-3},
 }
 
 
@@ -106,12 +106,15 @@ def train_model(
     progress: bool = True,
     threads: int | None = 1,
     stop_after: int | None = None,
+    augment: bool | None = None,
 ) -> TrainResult:
     """Train zoo model ``name`` on a ``path,label`` CSV (default: the generated action videos).
 
     ``max_videos`` / ``max_steps`` cut the data and the steps per epoch (smoke tests);
     ``stop_after`` stops after that many epochs of this call (a time-boxed run; ``resume`` continues
     it exactly, since the schedule is that of the whole recipe).
+    ``augment``: flips and transposes with mapped labels; ``None`` turns them on exactly when the
+    labels are the generated task's (other tasks may have a preferred orientation).
     ``threads``: torch's intra-op threads (``None`` leaves torch's default). One is the default
     because these small models run many small ops, and on a shared or busy CPU every multi-threaded
     op waits for its slowest thread: measured on 2 busy cores, a training step took 4 s with one
@@ -121,7 +124,7 @@ def train_model(
     if threads is not None:
         torch.set_num_threads(threads)
     try:
-        return _train_model(name, out_dir, train_csv, val_csv, labels, data_dir, weights, epochs, batch_size, seed, resume, overrides, max_videos, max_steps, progress, stop_after)
+        return _train_model(name, out_dir, train_csv, val_csv, labels, data_dir, weights, epochs, batch_size, seed, resume, overrides, max_videos, max_steps, progress, stop_after, augment)
     finally:
         torch.set_num_threads(previous)
 
@@ -143,6 +146,7 @@ def _train_model(
     max_steps: int | None,
     progress: bool,
     stop_after: int | None,
+    augment: bool | None,
 ) -> TrainResult:
     from videploy.models import create, load_checkpoint
     from videploy.models.adafocusv3 import AdaFocusV3
@@ -170,6 +174,13 @@ def _train_model(
         val_set = val_set.subset(max_videos) if val_set is not None else None
     check_labels(train_set, model.num_classes, str(train_csv))
     recipe = _recipe(model, name, seed, epochs, batch_size)
+    if augment is None:
+        # The generated task has no preferred orientation: flips and transposes with mapped labels
+        # are exact new examples (8x the data for free).
+        augment = names is not None and tuple(names) == actions.CLASSES
+    if augment and (names is None or tuple(names) != actions.CLASSES):
+        raise VideployError("augmentation maps the generated task's labels (videploy dataset); other label sets have no known symmetry, train without it")
+    recipe = replace(recipe, augment=bool(augment))
     ckpt = out / "checkpoint.pt"
     config = {"model": name, "overrides": overrides, "recipe": asdict(recipe), "train_csv": str(train_csv), "val_csv": str(val_csv)}
 
