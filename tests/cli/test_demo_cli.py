@@ -1,15 +1,19 @@
-"""``videploy demo``: the README's main job, end to end (real export, real videos, runtime predict)."""
+"""``videploy demo``: the README's main job -- the trained built-in task, end to end, on real files."""
 
 from __future__ import annotations
 
+import io
 import json
-import time
+import math
+import sys
+from pathlib import Path
 
-import numpy as np
 import pytest
 
 from videploy.cli import main
-from videploy.runtime.samples import write_synthetic_video
+from videploy.jobs import demo
+
+ROWS = ["glance only", "all steps", "random policy, all steps"]
 
 
 def test_demo_help(capsys):
@@ -17,34 +21,83 @@ def test_demo_help(capsys):
         main(["demo", "--help"])
     assert info.value.code == 0
     text = capsys.readouterr().out
-    assert "examples:" in text and "RANDOM weights" in text and "--model" in text
+    assert "examples:" in text and "early exit, budget" in text and "--json" in text and "random policy" in text
 
 
-def test_default_demo_adafocus(capsys, tmp_path):
-    t0 = time.perf_counter()
-    assert main(["demo", "--out", str(tmp_path)]) == 0
-    elapsed = time.perf_counter() - t0
-    out = capsys.readouterr().out.replace("\n", " ")
-    assert "RANDOM WEIGHTS" in out and "random weights" in out.lower()
-    assert "verified against PyTorch: passed" in out
-    assert "demonstration of Eq. 7" in out and "exit " in out and "GFLOPs" in out
-    assert (tmp_path / "bundle" / "manifest.json").is_file()
-    assert sorted(p.name for p in tmp_path.glob("focus*.png"))  # the cubes were drawn
-    print(f"default demo took {elapsed:.1f} s")
-    assert elapsed < 120, "the demo must stay well under a minute on an idle 2-core machine"
+def test_demo_rejects_too_few_videos(capsys):
+    assert main(["demo", "--videos", "3"]) == 2
+    assert "--videos must be at least 10" in capsys.readouterr().err
 
 
-def test_video_focalnet_demo_and_torch_reference(capsys, tmp_path):
-    video = write_synthetic_video(tmp_path / "clip.mp4", 48, (90, 120), pattern="moving")
-    assert main(["demo", "--model", "video_focalnet", "--video", str(video), "--out", str(tmp_path / "d")]) == 0
-    out = capsys.readouterr().out
-    assert str(video) in out.replace("\n", "") and "RANDOM WEIGHTS" in out
-    bundle = tmp_path / "d" / "bundle"
-    # the bundle from the demo runs the same on the PyTorch reference backend (rebuilt from the manifest)
-    docs = {}
-    for backend in ("onnxruntime", "torch"):
-        assert main(["predict", str(bundle), str(video), "--json", "--backend", backend, "--top-k", "10"]) == 0
-        docs[backend] = json.loads(capsys.readouterr().out)
-    a, b = (docs[k]["results"][0]["top"] for k in ("onnxruntime", "torch"))
-    assert [t["index"] for t in a] == [t["index"] for t in b]
-    np.testing.assert_allclose([t["probability"] for t in a], [t["probability"] for t in b], rtol=1e-4)
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
+    """One quick demo (the first 30 validation and test clips) with --json: stdout is exactly the JSON."""
+    work = tmp_path_factory.mktemp("demo")
+    capture = pytest.MonkeyPatch()
+    out = io.StringIO()
+    capture.setattr(sys, "stdout", out)
+    try:
+        code = main(["demo", "--out", str(work / "out"), "--cache", str(work / "cache"), "--videos", "30", "--threads", "2", "--json"])
+    finally:
+        capture.undo()
+    return code, json.loads(out.getvalue()), work
+
+
+def test_demo_json_table(demo_run):
+    code, doc, work = demo_run
+    assert code == 0
+    assert doc["num_classes"] == 10 and doc["test_videos"] == 30 and doc["val_videos"] == 30
+    names = [r["name"] for r in doc["rows"]]
+    assert names[:3] == ROWS
+    budgets = [n for n in names if n.startswith("early exit, budget ")]
+    assert len(budgets) == 2 * len(demo.BUDGET_FRACTIONS)  # FP32 and INT8
+    assert [n for n in budgets if n.endswith(", int8")] == [n + ", int8" for n in budgets if not n.endswith(", int8")]
+    assert "all steps, int8" in names and 0 <= min(doc["int8"].values()) <= 1
+    assert names[-2:] == ["Video-FocalNet", "STAM"]
+    rows = {r["name"]: r for r in doc["rows"]}
+    for r in doc["rows"]:
+        assert set(r) == {"name", "accuracy", "gflops_per_video", "videos_per_s"}
+        assert 0 <= r["accuracy"] <= 1 and r["gflops_per_video"] > 0 and r["videos_per_s"] > 0 and math.isfinite(r["videos_per_s"])
+    glance, full = rows["glance only"]["gflops_per_video"], rows["all steps"]["gflops_per_video"]
+    assert glance < full
+    for n in budgets:  # each video spent between the glance and all steps; on average within the budget's reach
+        assert glance <= rows[n]["gflops_per_video"] <= full
+    # the trained weights: the full model is far above chance even on 30 clips
+    assert rows["all steps"]["accuracy"] >= 0.5
+
+
+def test_demo_files(demo_run):
+    _, doc, work = demo_run
+    files = doc["files"]
+    for key in ("curve_png", "curve_json", "cubes_0", "json"):
+        path = Path(files[key])
+        assert (work / "out").resolve() in [p.resolve() for p in path.parents] and path.stat().st_size > 0
+    assert files["curve_png"].endswith(".png") and open(files["curve_png"], "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+    for name in ("adafocusv3_actions", "video_focalnet_actions", "stam_actions"):
+        manifest = json.loads((work / "out" / "bundles" / name / "manifest.json").read_text())
+        assert manifest["labels"]  # the class names travel into the bundle
+    assert 0 <= doc["focus"]["cubes_on_actor"] <= 1
+
+
+def test_demo_reuses_the_generated_clips(demo_run, tmp_path):
+    _, doc, work = demo_run
+    said = []
+    again = demo.demo_data(work / "cache", say=said.append)
+    assert str(again) == doc["data"] and said and said[0].startswith("reusing")
+
+
+@pytest.mark.slow
+def test_full_demo_meets_the_built_in_task_claims(tmp_path, capsys):
+    """The whole demo (300 validation and 300 test clips) and the claims the README makes from it."""
+    assert main(["demo", "--out", str(tmp_path / "out"), "--cache", str(tmp_path / "cache"), "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    rows = {r["name"]: r for r in doc["rows"]}
+    full, glance, rand = rows["all steps"], rows["glance only"], rows["random policy, all steps"]
+    chance = 1 / doc["num_classes"]
+    assert full["accuracy"] >= chance + 0.3 and full["accuracy"] >= glance["accuracy"] + 0.1
+    assert full["accuracy"] > rand["accuracy"]  # the learned policy beats random cubes (Table 5)
+    early = [r for n, r in rows.items() if n.startswith("early exit") and "int8" not in n]
+    assert any(r["accuracy"] >= full["accuracy"] - 0.01 and r["gflops_per_video"] <= 0.6 * full["gflops_per_video"] for r in early)
+    assert rows["all steps, int8"]["accuracy"] >= full["accuracy"] - 0.01
+    assert all(v >= 0.95 for v in doc["int8"].values())
+    assert doc["focus"]["cubes_on_actor"] > doc["focus"]["random_boxes_on_actor"]

@@ -27,6 +27,7 @@ class Curve:
     num_heldout: int  # videos they were measured on
     points: tuple[DynamicPoint, ...]  # one per q, in q order
     fixed: tuple[tuple[float, float], ...]  # (GFLOPs, accuracy) of every video at exit t
+    marks: tuple[tuple[str, float, float], ...] = ()  # other measured runs to show: (label, GFLOPs, accuracy)
 
     def to_dict(self) -> dict:
         return {
@@ -38,6 +39,7 @@ class Curve:
             "all_steps": {"gflops": self.fixed[-1][0], "accuracy": self.fixed[-1][1]},
             "fixed_exits": [{"exit": t, "gflops": g, "accuracy": a} for t, (g, a) in enumerate(self.fixed)],
             "dynamic": [p.to_dict() for p in self.points],
+            "marks": [{"name": n, "gflops": g, "accuracy": a} for n, g, a in self.marks],
         }
 
 
@@ -87,6 +89,8 @@ def _plot(plt, curve: Curve, path: Path) -> None:
         ax.plot([g for g, _ in fixed], [pct * a for _, a in fixed], ":", color="gray", label="fixed exit t (every video)")
         ax.plot(*_scaled(fixed[0], pct), "v", color="black", label="glance only")
         ax.plot(*_scaled(fixed[-1], pct), "^", color="black", label="all steps")
+        for (name, g, a), marker in zip(curve.marks, "DPX*hp<>8" * 4):
+            ax.plot([g], [pct * a], marker, markersize=7, linestyle="none", label=name)
         ax.set_xlabel("average GFLOPs per video (held-out)")
         ax.set_ylabel("top-1 accuracy (%)")
         ax.set_title(f"{curve.model}: fitted on {curve.num_fit}, measured on {curve.num_heldout} videos")

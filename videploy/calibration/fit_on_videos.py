@@ -12,6 +12,7 @@ equal share leaves at every exit: what a benchmark of early exit and continuous 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Iterable, Literal, Sequence
 
 import numpy as np
@@ -113,3 +114,18 @@ def exit_values(rec: Recognizer, videos: Iterable[VideoInput], batch_size: int |
     if not full:
         raise VideployError("fitting exit thresholds needs at least one video that decodes")
     return np.array([p.adaptive.entropies for p in full], dtype=np.float64)
+
+
+def store_thresholds(bundle: str | Path, thresholds: Sequence[float], criterion: str) -> None:
+    """Replace a bundle's exit thresholds and criterion, atomically (the whole bundle is swapped):
+    ``videploy predict`` then uses them by default."""
+    import dataclasses
+
+    from videploy.bundle.manifest import read_manifest, write_manifest
+    from videploy.bundle.writer import updating_bundle
+
+    with updating_bundle(Path(bundle)) as stage:
+        m = read_manifest(stage)
+        ee = dataclasses.replace(m.early_exit, thresholds=tuple(float(x) for x in thresholds), criterion=criterion)
+        write_manifest(stage, dataclasses.replace(m, early_exit=ee))
+        read_manifest(stage)  # what was written must read back before it replaces the bundle

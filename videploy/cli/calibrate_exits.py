@@ -82,6 +82,7 @@ def run(args: argparse.Namespace) -> int:
     from videploy.calibration.dynamic_evaluation import budget_search, dynamic_evaluation, fixed_exit_points
     from videploy.calibration.exit_curve import Curve, curve_paths, write_curve
     from videploy.calibration.exit_logits import collect_exit_logits
+    from videploy.calibration.fit_on_videos import store_thresholds
     from videploy.calibration.labelled_videos import read_labelled_videos, split_indices
     from videploy.errors import VideployError
     from videploy.runtime import load
@@ -137,26 +138,12 @@ def run(args: argparse.Namespace) -> int:
         paths = write_curve(Curve(m.model_name, args.criterion, len(fit), len(held), tuple(points), tuple(fixed)), args.curve)
         out.print("curve: " + ", ".join(str(p) for p in paths.values()))
     if chosen is not None:
-        _store(Path(args.bundle), chosen.thresholds, args.criterion)
+        store_thresholds(args.bundle, chosen.thresholds, args.criterion)
         out.print(
             f"wrote {args.criterion} thresholds for {args.budget:g} GFLOPs into {Path(args.bundle) / 'manifest.json'}: "
             f"held-out accuracy {chosen.accuracy:.2%} at {chosen.gflops:.4g} GFLOPs per video; 'videploy predict' uses them by default"
         )
     return 2 if collected.failures else 0
-
-
-def _store(bundle: Path, thresholds: tuple[float, ...], criterion: str) -> None:
-    """Replace the bundle's thresholds and criterion, atomically (the whole bundle is swapped)."""
-    import dataclasses
-
-    from videploy.bundle.manifest import read_manifest, write_manifest
-    from videploy.bundle.writer import updating_bundle
-
-    with updating_bundle(bundle) as stage:
-        m = read_manifest(stage)
-        ee = dataclasses.replace(m.early_exit, thresholds=tuple(thresholds), criterion=criterion)
-        write_manifest(stage, dataclasses.replace(m, early_exit=ee))
-        read_manifest(stage)  # what was written must read back before it replaces the bundle
 
 
 def _print_table(out: Any, model: str, criterion: str, n_fit: int, n_held: int, points: list, fixed: list, chosen: Any, budget: float | None) -> None:

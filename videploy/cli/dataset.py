@@ -22,7 +22,7 @@ Deterministic by --seed.
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p = subparsers.add_parser("dataset", help="write the generated action videos", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("out", metavar="OUT", help="output folder")
-    p.add_argument("--train", type=int, default=None, metavar="N", help="training videos (default 1000)")
+    p.add_argument("--train", type=int, default=None, metavar="N", help="training videos (default 2000)")
     p.add_argument("--val", type=int, default=None, metavar="N", help="validation videos (default 300)")
     p.add_argument("--test", type=int, default=None, metavar="N", help="test videos (default 300)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")

@@ -55,6 +55,12 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
     p.add_argument("--stop-after", type=int, metavar="N", help="stop after N epochs of this run (continue later with --resume; the schedule is the whole recipe's)")
     p.add_argument("--threads", type=int, default=1, metavar="N", help="torch threads (default 1: small models on shared CPUs run fastest single-threaded; 0 = torch's default)")
+    p.add_argument(
+        "--augment",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="flip / transpose clips with mapped labels (default: on for the generated task's labels, off otherwise)",
+    )
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="model keyword override (repeatable)")
     p.set_defaults(func=run)
     return p
@@ -90,6 +96,7 @@ def run(args: argparse.Namespace) -> int:
         overrides=parse_overrides(args.overrides),
         threads=args.threads or None,
         stop_after=args.stop_after,
+        augment=args.augment,
     )
     out = Console(soft_wrap=True)
     val = result.metrics.get("val") or {}

@@ -608,7 +608,8 @@ register_family(
 )
 
 # The small model videploy trains on its own generated action videos (videploy.datasets.actions):
-# a quarter-width MobileNetV2 glancing at 64x64 frames, a narrow ResNet on 48x48 patches.
+# a quarter-width MobileNetV2 glancing at 64x64 frames, a narrow ResNet on 64x64 patches cropped from
+# boxes of 56 px up to the whole 128 px frame (the official 96..224 of 224, in proportion).
 register(
     Entry(
         name="adafocusv3_actions",
@@ -619,7 +620,7 @@ register(
             "num_focus_segments": 6,
             "num_classes": 10,
             "input_size": 128,
-            "patch_size": 48,
+            "patch_size": 64,
             "stn_hidden_dim": 32,
             "temporal_hidden_dim": 32,
             "temperature": 1.0,
@@ -633,9 +634,9 @@ register(
             "local_layers": (1, 1, 1, 1),
             "local_width": 32,
             "mlp_width": 128,
-            "min_patch_pixels": 48,
-            "max_patch_pixels": 96,
+            "min_patch_pixels": 56,
+            "max_patch_pixels": 128,
         },
-        description="AdaFocusV3 tiny (MobileNetV2 x0.25 glance at 64 px, ResNet width 32 on 48 px patches), 16 segments, 2 glance + 6 focus frames, videploy's generated action videos (10 classes)",
+        description="AdaFocusV3 tiny (MobileNetV2 x0.25 glance at 64 px, ResNet width 32 on 64 px patches of 56-128 px boxes), 16 segments, 2 glance + 6 focus frames, videploy's generated action videos (10 classes)",
     )
 )
