@@ -108,6 +108,10 @@ def print_result(out: Any, result: Any, work: Path) -> None:
         t.add_row(r.name, f"{r.accuracy:.1%}", f"{r.gflops_per_video:.4f}{share}", f"{r.videos_per_s:.1f}")
     out.print()
     out.print(t)
+    chance = 1 / result.num_classes
+    weak = [r.name for r in result.rows if r.accuracy < chance + 0.1]
+    if weak:
+        out.print(f"near chance ({', '.join(weak)}): trained from scratch with the same data and recipe family, these did not learn the task in their budget (README: the built-in task)")
     f = result.focus
     out.print(
         f"where the trained policy looked (all steps, test split): {f['cubes_on_actor']:.0%} of its cubes contain the acting object, "
