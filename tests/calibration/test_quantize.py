@@ -233,3 +233,18 @@ def test_cli_quantize_prints_the_report(fp32_clip, int8_clip, calib_videos, cach
     with pytest.raises(SystemExit):
         main(["quantize", "--help"])
     assert "TensorRT 11" in capsys.readouterr().out
+
+
+def test_crop_coordinates_stay_in_float(int8_ada):
+    """AdaFocusV3's local graph crops at the policy's action: the grid it samples at must not be
+    quantized (8-bit grid steps move every crop), while the convolutions are."""
+    for variant in ("int8", "int8-cpu"):
+        g = _graph(int8_ada.bundle, "local", variant)
+        producers = {o: n for n in g.node for o in n.output}
+        samplers = [n for n in g.node if n.op_type == "GridSample"]
+        assert samplers
+        for n in samplers:
+            grid = producers.get(n.input[1])
+            assert grid is None or grid.op_type != "DequantizeLinear", variant
+        convs = [n for n in g.node if n.op_type == "Conv"]
+        assert any(producers.get(n.input[0]) is not None and producers[n.input[0]].op_type == "DequantizeLinear" for n in convs), variant

@@ -23,6 +23,7 @@ The demo
        glance only                 the cheap global look alone (exit 0)
        all steps                   every focus step: the full model
        random policy, all steps    random cubes instead of the learned policy (paper Table 5)
+       2 steps, random policy, 2 steps   the two policies after two focus steps
        early exit, budget B        each video stops at its first confident exit, B GFLOPs on average
        Video-FocalNet, STAM        the trained comparison models
      accuracy on the test split, the GFLOPs each video really spent (averaged) and videos per
