@@ -18,7 +18,8 @@ The demo
   1. generates the validation and test clips (or reuses them: ~/.cache/videploy, or --cache);
   2. exports the trained AdaFocusV3, Video-FocalNet and STAM to ONNX bundles, each verified
      against PyTorch, with the class names inside;
-  3. fits AdaFocusV3's exit thresholds on the validation split (paper Eq. 7) for two budgets;
+  3. fits AdaFocusV3's exit thresholds on the validation split (paper Eq. 7) for three budgets
+     (40%, 50% and 60% of the all-steps GFLOPs) and stores the last in the bundle;
   4. runs the torch-free runtime (onnxruntime) on the test split, once per row of the table:
        glance only                 the cheap global look alone (exit 0)
        all steps                   every focus step: the full model

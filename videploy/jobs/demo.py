@@ -41,7 +41,7 @@ ADAPTIVE_MODEL = "adafocusv3_actions"
 COMPARISON_MODELS: tuple[tuple[str, str], ...] = (("video_focalnet_actions", "Video-FocalNet"), ("stam_actions", "STAM"))
 DEMO_SPLITS: dict[str, int] = {"val": actions.DEFAULT_SPLITS["val"], "test": actions.DEFAULT_SPLITS["test"]}
 # Early-exit budgets as fractions of the all-steps cost (the issue's check is <= 60%).
-BUDGET_FRACTIONS: tuple[float, ...] = (0.4, 0.6)
+BUDGET_FRACTIONS: tuple[float, ...] = (0.4, 0.5, 0.6)
 CUBE_DRAWINGS = 4
 FEW_STEPS = 2  # the learned and the random policy are also compared after this many focus steps
 INT8_VARIANT = "int8-cpu"  # the variant that runs fastest on onnxruntime CPU
@@ -228,7 +228,6 @@ def run_demo(
     from videploy.calibration.exit_logits import collect_exit_logits
     from videploy.calibration.fit_on_videos import store_thresholds
     from videploy.calibration.int8.bundle import QuantizeOptions, quantize_bundle
-    from videploy.calibration.labelled_videos import split_indices
     from videploy.runtime import load
     from videploy.runtime.visualize import write_visualization
 
@@ -259,16 +258,18 @@ def run_demo(
     cost = np.asarray(ee.exit_gflops)
     result = DemoResult(num_classes=rec.manifest.num_classes, labels=names, val_videos=len(val), test_videos=len(test), data=str(data))
 
-    say(f"[bold]3. fit exit thresholds[/] on the {len(val)} validation videos, as 'videploy calibrate-exits --budget' does")
+    say(f"[bold]3. fit exit thresholds[/] on the {len(val)} validation videos (Eq. 7; the test split measures them)")
     val_logits = collect_exit_logits(rec, [str(p) for p, _ in val]).logits
     val_y = np.array([y for _, y in val])
-    fit, held = split_indices(len(val), 0.5, 0)  # calibrate-exits' default: fit on half, choose on the other half
     budgets: dict[float, tuple[float, ...]] = {}
     for frac in BUDGET_FRACTIONS:
         budget = round(float(cost[-1]) * frac, 4)
-        chosen, _ = budget_search(val_logits[fit], val_logits[held], val_y[held], cost, budget, criterion=ee.criterion)
+        # calibrate-exits' search on all the labelled validation videos: it fits each candidate and
+        # keeps the most accurate within the budget (calibrate-exits itself holds half of them out
+        # to report on; here the test split does that)
+        chosen, _ = budget_search(val_logits, val_logits, val_y, cost, budget, criterion=ee.criterion)
         budgets[budget] = chosen.thresholds
-        say(f"  budget {budget:g} GFLOPs ({frac:.0%} of all steps): held-out validation accuracy {chosen.accuracy:.1%} at {chosen.gflops:.4g} GFLOPs")
+        say(f"  budget {budget:g} GFLOPs ({frac:.0%} of all steps): validation accuracy {chosen.accuracy:.1%} at {chosen.gflops:.4g} GFLOPs")
     stored = list(budgets)[-1]
     store_thresholds(bundles[ADAPTIVE_MODEL], budgets[stored], ee.criterion)
     say(f"  stored the thresholds for {stored:g} GFLOPs in the bundle: 'videploy predict' uses them by default")
