@@ -11,7 +11,7 @@ Train a zoo model on a 'path,label' CSV of videos and write safetensors weights 
 
 Without --train, the task is videploy's own generated action videos (videploy dataset): 10
 classes of a small triangle moving, growing, rotating or blinking for part of a cluttered clip.
-They are generated into OUT/data on first use (about half a minute).
+They are generated into OUT/data on first use (about 40 s).
 
 Videos are decoded once with the runtime's own reader, sampling and resize / crop (the model's
 bundle preprocessing), so training sees what deployment sees; the frames are cached in
@@ -27,7 +27,7 @@ deep-feature interpolation gradient. Runs are deterministic by --seed.
 EPILOG = """\
 examples:
   videploy train adafocusv3_actions --weights runs/adafocusv3_actions.safetensors
-                                          reproduce the shipped weights (about 15-30 min on 2 CPU cores)
+                                          reproduce the shipped weights (17 min on one CPU core; deterministic)
   videploy train stam_actions -o runs/stam --epochs 3
   videploy train video_focalnet_actions --train my/train.csv --val my/val.csv --labels my/labels.txt
   videploy train adafocusv3_actions -o runs/ada --resume   continue from runs/ada/checkpoint.pt
