@@ -39,11 +39,11 @@ from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
 
 from videploy.models.adafocusv3 import AdaFocusV3, crop_patches, glance_input, segment_actions
 from videploy.models.adafocusv3_parts import patch_box, sample_frame_indices
-from videploy.training.data import VideoSet, batch_tensors, batches
+from videploy.training import loop
+from videploy.training.data import VideoSet
 
 log = logging.getLogger(__name__)
 
@@ -261,14 +261,11 @@ def train(
     for stage, epochs in ((1, recipe.stage1_epochs), (2, recipe.stage2_epochs)):
         if stage < start[0] or epochs == 0:
             continue
-        steps_per_epoch = len(batches(len(train_set), recipe.batch_size, drop_last=True))
-        if max_steps is not None:
-            steps_per_epoch = min(steps_per_epoch, max_steps)
-        opt, sched = make_optimizer(model, stage, recipe, steps_per_epoch * epochs)
+        steps = loop.steps_per_epoch(len(train_set), recipe.batch_size, max_steps)
+        opt, sched = make_optimizer(model, stage, recipe, steps * epochs)
         first = start[1] if stage == start[0] else 0
         if optimizer_state is not None and stage == start[0] and first > 0:
-            opt.load_state_dict(optimizer_state["optimizer"])
-            sched.load_state_dict(optimizer_state["scheduler"])
+            loop.restore(opt, sched, optimizer_state)
         for epoch in range(first, epochs):
             if stop_after is not None and len(history) >= stop_after:
                 break
@@ -276,18 +273,11 @@ def train(
             torch.manual_seed(recipe.seed * 1000 + stage * 100 + epoch)
             gen = torch.Generator().manual_seed(recipe.seed * 1000 + stage * 100 + epoch)
             _set_modes(model, stage)
-            order = batches(len(train_set), recipe.batch_size, generator=gen, drop_last=True)[:steps_per_epoch]
-            total, bar = 0.0, tqdm(order, desc=f"stage {stage} epoch {epoch + 1}/{epochs}", unit="batch", disable=not progress, leave=False)
-            for i, rows in enumerate(bar):
-                frames, labels = batch_tensors(train_set, rows, pre, gen if recipe.augment else None)
-                loss = train_step(model, stage, frames, labels, gen)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                sched.step()
-                total += float(loss.detach())
-                bar.set_postfix(loss=f"{total / (i + 1):.3f}")
-            mean = total / max(len(order), 1)
+            mean = loop.run_epoch(
+                train_set, pre, recipe.batch_size, steps, gen, recipe.augment,
+                lambda frames, labels: train_step(model, stage, frames, labels, gen),  # noqa: B023 - used within this epoch
+                opt, sched, f"stage {stage} epoch {epoch + 1}/{epochs}", progress,
+            )
             history.append(mean)
             log.info("stage %d epoch %d/%d: loss %.4f", stage, epoch + 1, epochs, mean)
             if on_epoch_end is not None:

@@ -9,9 +9,9 @@ from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
 
-from videploy.training.data import VideoSet, batch_tensors, batches
+from videploy.training import loop
+from videploy.training.data import VideoSet
 
 log = logging.getLogger(__name__)
 
@@ -47,13 +47,10 @@ def train(
     """Train from ``start_epoch``; ``on_epoch_end(1, epoch, optimizer, scheduler, loss)`` (stage is
     always 1) saves checkpoints. Returns the mean loss of each epoch run."""
     pre = model.preprocessing()
-    steps_per_epoch = len(batches(len(train_set), recipe.batch_size, drop_last=True))
-    if max_steps is not None:
-        steps_per_epoch = min(steps_per_epoch, max_steps)
-    opt, sched = make_optimizer(model, recipe, steps_per_epoch * recipe.epochs)
+    steps = loop.steps_per_epoch(len(train_set), recipe.batch_size, max_steps)
+    opt, sched = make_optimizer(model, recipe, steps * recipe.epochs)
     if optimizer_state is not None and start_epoch > 0:
-        opt.load_state_dict(optimizer_state["optimizer"])
-        sched.load_state_dict(optimizer_state["scheduler"])
+        loop.restore(opt, sched, optimizer_state)
     history: list[float] = []
     for epoch in range(start_epoch, recipe.epochs):
         if stop_after is not None and len(history) >= stop_after:
@@ -61,18 +58,11 @@ def train(
         torch.manual_seed(recipe.seed * 1000 + epoch)
         gen = torch.Generator().manual_seed(recipe.seed * 1000 + epoch)
         model.train()
-        order = batches(len(train_set), recipe.batch_size, generator=gen, drop_last=True)[:steps_per_epoch]
-        total, bar = 0.0, tqdm(order, desc=f"epoch {epoch + 1}/{recipe.epochs}", unit="batch", disable=not progress, leave=False)
-        for i, rows in enumerate(bar):
-            frames, labels = batch_tensors(train_set, rows, pre, gen if recipe.augment else None)
-            loss = F.cross_entropy(model(frames), labels)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            total += float(loss)
-            bar.set_postfix(loss=f"{total / (i + 1):.3f}")
-        mean = total / max(len(order), 1)
+        mean = loop.run_epoch(
+            train_set, pre, recipe.batch_size, steps, gen, recipe.augment,
+            lambda frames, labels: F.cross_entropy(model(frames), labels),
+            opt, sched, f"epoch {epoch + 1}/{recipe.epochs}", progress,
+        )
         history.append(mean)
         log.info("epoch %d/%d: loss %.4f", epoch + 1, recipe.epochs, mean)
         if on_epoch_end is not None:
