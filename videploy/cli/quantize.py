@@ -25,6 +25,10 @@ How (ONNX Runtime's quantization tools, not hand-written statistics):
   4. sensitivity: each graph is quantized whole and compared with FP32 on its calibration inputs;
      if its lowest output cosine is below --min-cosine, its layers are quantized one group at a
      time (first layer, body blocks, last layer) and the worst groups stay in float;
+     AdaFocusV3: then the whole chain runs on --chain-clips calibration clips with the INT8
+     graphs; a graph that, quantized alone, moves the chain's per-exit logits below
+     --min-chain-cosine or the chosen cubes (boxes by > 1 px) for more than 1 - --min-cubes of
+     the clips stays wholly in float (a moved crop changes every later exit and the exit step);
   5. agreement on the held-out clips, per graph / output / exit: cosine similarity and top-1
      agreement of INT8 vs FP32 (AdaFocusV3: also how often the chosen cubes and the exit step
      change), stored in the manifest, printed here and shown by 'videploy inspect'.
@@ -64,6 +68,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--holdout-every", type=int, default=4, metavar="N", help="hold out every N-th clip for the agreement report (default 4; 0 = none)")
     p.add_argument("--batch-size", type=int, metavar="N", help="rows per calibration call (default: 8 or the bundle's maximum)")
     p.add_argument("--min-cosine", type=float, default=0.995, metavar="C", help="per graph: lowest output cosine vs FP32 on calibration inputs before layers go back to float (default 0.995)")
+    p.add_argument("--min-chain-cosine", type=float, default=0.995, metavar="C", help="AdaFocusV3: lowest per-exit mean logit cosine of the whole INT8 chain on calibration clips (default 0.995)")
+    p.add_argument("--min-cubes", type=float, default=0.9, metavar="F", help="AdaFocusV3: share of calibration clips whose chosen cubes must stay put (default 0.9)")
+    p.add_argument("--chain-clips", type=int, default=32, metavar="N", help="AdaFocusV3: calibration clips the chain check runs (default 32; 0 = no chain check)")
     p.add_argument("--keep-float", action="append", default=[], metavar="GRAPH", help="leave this graph (role, e.g. policy) in float (repeatable)")
     p.add_argument("--no-sensitivity", action="store_true", help="quantize every layer without measuring which hurt")
     p.add_argument("--cache-dir", metavar="DIR", help="calibration cache (default $VIDEPLOY_CACHE_DIR or ~/.cache/videploy)")
@@ -88,6 +95,9 @@ def run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         sensitivity=not args.no_sensitivity,
         min_score=args.min_cosine,
+        min_chain_score=args.min_chain_cosine,
+        min_cube_agreement=args.min_cubes,
+        chain_clips=args.chain_clips,
         keep_float=tuple(args.keep_float),
         cache_dir=args.cache_dir,
         progress=err.is_terminal,

@@ -6,9 +6,9 @@ chain with every exit forced, each side feeding its own graphs' outputs onward),
 graph, output and exit the cosine similarity and, for logits, the top-1 agreement. AdaFocusV3 adds
 what a user sees change: how often the chosen cubes (frames and boxes) differ, how often a
 video's exit step differs, and how often the predicted class at the exit differs, under the
-bundle's exit thresholds (or, when it has none, thresholds fitted on the FP32 held-out entropies
-so that an equal share leaves at every exit -- with no thresholds every video would trivially
-stop at the last exit).
+bundle's exit thresholds (or, when it has none, thresholds fitted on the FP32 entropies of the
+calibration clips so that an equal share leaves at every exit -- with no thresholds every video
+would trivially stop at the last exit).
 """
 
 from __future__ import annotations
@@ -97,7 +97,7 @@ def _fmt(x: Any, spec: str) -> str:
     return format(x, spec) if isinstance(x, (int, float)) else str(x)
 
 
-def _views(clips: Sequence[Clip]) -> list[Any]:
+def views(clips: Sequence[Clip]) -> list[Any]:
     """Held-out clips as the recognizer's prepared inputs (already decoded and preprocessed)."""
     from videploy.runtime.video import VideoInput
 
@@ -108,8 +108,13 @@ def _views(clips: Sequence[Clip]) -> list[Any]:
     return out
 
 
-def measure(bundle: Bundle, variant: str, clips: Sequence[Clip], batch_size: int | None = None) -> AgreementReport:
-    """Agreement of ``variant`` (a ``GraphSpec.variants`` key) with the FP32 graphs on ``clips``."""
+def measure(bundle: Bundle, variant: str, clips: Sequence[Clip], batch_size: int | None = None, fit_clips: Sequence[Clip] = ()) -> AgreementReport:
+    """Agreement of ``variant`` (a ``GraphSpec.variants`` key) with the FP32 graphs on ``clips``.
+
+    ``fit_clips``: calibration clips to fit equal-exit thresholds on when the bundle has none.
+    Fitted on the measured clips themselves, each threshold would sit exactly on one clip's
+    entropy, and the slightest change would flip that clip's exit step.
+    """
     from videploy.runtime.backends.onnxruntime import OnnxRuntimeBackend
     from videploy.runtime.compare import Tolerance, compare_backends
     from videploy.runtime.recognizer import Recognizer
@@ -128,27 +133,29 @@ def measure(bundle: Bundle, variant: str, clips: Sequence[Clip], batch_size: int
         outputs = _aggregate(report.results)
         ref_rec = Recognizer(bundle, backend=ref)
         cand_rec = Recognizer(bundle, backend=cand)
-        views = _views(clips)
+        clip_views = views(clips)
         if not bundle.adaptive:
-            p_ref = ref_rec.predict_batch(views, top_k=1, batch_size=bs)
-            p_got = cand_rec.predict_batch(views, top_k=1, batch_size=bs)
+            p_ref = ref_rec.predict_batch(clip_views, top_k=1, batch_size=bs)
+            p_got = cand_rec.predict_batch(clip_views, top_k=1, batch_size=bs)
             agree = float(np.mean([a.top[0].index == b.top[0].index for a, b in zip(p_ref, p_got)]))
             return AgreementReport(variant, len(clips), outputs, agree)
-        return _adaptive(bundle, variant, ref_rec, cand_rec, views, outputs, bs)
+        return _adaptive(bundle, variant, ref_rec, cand_rec, clip_views, outputs, bs, views(fit_clips))
     finally:
         ref.close()
         cand.close()
 
 
-def _adaptive(bundle: Bundle, variant: str, ref_rec: Any, cand_rec: Any, views: list, outputs: tuple, bs: int) -> AgreementReport:
+def _adaptive(bundle: Bundle, variant: str, ref_rec: Any, cand_rec: Any, views: list, outputs: tuple, bs: int, fit_views: list) -> AgreementReport:
     from videploy.calibration.fit_on_videos import resolve_exit_thresholds
 
     ee = bundle.early_exit
     forced = [-math.inf] * (ee.num_steps + 1)
     full_ref = ref_rec.predict_batch(views, top_k=1, thresholds=forced, batch_size=bs)
     full_got = cand_rec.predict_batch(views, top_k=1, thresholds=forced, batch_size=bs)
-    cubes_same = [_same_cubes(a.adaptive.cubes, b.adaptive.cubes) for a, b in zip(full_ref, full_got)]
-    chosen = resolve_exit_thresholds(ref_rec, views, batch_size=bs, default="equal exits")
+    cubes_same = [same_cubes(a.adaptive.cubes, b.adaptive.cubes) for a, b in zip(full_ref, full_got)]
+    fit_on = fit_views if fit_views and ee.thresholds is None else views
+    chosen = resolve_exit_thresholds(ref_rec, fit_on, batch_size=bs, default="equal exits")
+    source = chosen.source if fit_on is views else f"{chosen.source}, fitted on {len(fit_on)} calibration clips"
     eta = list(chosen.values)
     p_ref = ref_rec.predict_batch(views, top_k=1, thresholds=eta, batch_size=bs)
     p_got = cand_rec.predict_batch(views, top_k=1, thresholds=eta, batch_size=bs)
@@ -162,13 +169,13 @@ def _adaptive(bundle: Bundle, variant: str, ref_rec: Any, cand_rec: Any, views: 
         exit_step_agreement=float(np.mean([a == b for a, b in zip(steps_ref, steps_got)])),
         cube_agreement=float(np.mean(cubes_same)),
         thresholds=tuple(eta),
-        thresholds_source=chosen.source,
+        thresholds_source=source,
         exit_steps_fp32=steps_ref,
         exit_steps_int8=steps_got,
     )
 
 
-def _same_cubes(a: Sequence[Any], b: Sequence[Any]) -> bool:
+def same_cubes(a: Sequence[Any], b: Sequence[Any]) -> bool:
     if len(a) != len(b):
         return False
     for x, y in zip(a, b):

@@ -8,6 +8,7 @@ Steps (each in its own module):
    cached on disk by the graphs' and the data's hashes together with the held-out clips;
 3. ranges: ONNX Runtime's calibrator per graph and method, cached the same way (:mod:`.quantize`);
 4. sensitivity: groups of layers that break agreement stay in float (:mod:`.sensitivity`);
+   for AdaFocusV3, whole graphs that change what the chain decides stay in float too (:mod:`.chain`);
 5. Q/DQ graphs for each target (``variants["int8"]`` for TensorRT, ``variants["int8-cpu"]``
    for onnxruntime on the CPU), written next to the FP32 graphs in a copy of the bundle;
 6. agreement on the held-out clips for every variant (:mod:`.agreement`), recorded with
@@ -33,7 +34,7 @@ from typing import Any, Sequence
 from videploy.bundle.bundle import Bundle
 from videploy.bundle.manifest import write_manifest
 from videploy.bundle.writer import staged_bundle
-from videploy.calibration.int8 import agreement, inputs, quantize, sensitivity, videos
+from videploy.calibration.int8 import agreement, chain, inputs, quantize, sensitivity, videos
 from videploy.errors import VideployError
 from videploy.jsonsafe import encode
 
@@ -65,6 +66,11 @@ class QuantizeOptions:
     min_score: float = 0.995  # per graph, on calibration inputs: lowest output cosine to accept
     keep_float: tuple[str, ...] = ()  # graph roles to leave in float whatever they score
     sensitivity_rows: int = 32  # at most this many calibration rows per graph score each sensitivity trial
+    # AdaFocusV3: lowest per-exit mean logit cosine of the whole chain on calibration clips (the per-graph
+    # target again: the cube check below is what catches the graphs upstream of the crops)
+    min_chain_score: float = 0.995
+    min_cube_agreement: float = 0.9  # AdaFocusV3: share of calibration clips whose chosen cubes must not move
+    chain_clips: int = 32  # calibration clips the chain analysis runs whole (0: no chain analysis)
     cache_dir: Path | None = None
     progress: bool = False
 
@@ -80,6 +86,12 @@ class QuantizeOptions:
             raise VideployError(f"--keep-float names graph {unknown[0]!r}, but {bundle.name!r} has graphs {roles}")
         if not 0.0 < self.min_score <= 1.0:
             raise VideployError(f"--min-cosine must be in (0, 1], got {self.min_score}")
+        if not 0.0 < self.min_chain_score <= 1.0:
+            raise VideployError(f"--min-chain-cosine must be in (0, 1], got {self.min_chain_score}")
+        if not 0.0 <= self.min_cube_agreement <= 1.0:
+            raise VideployError(f"--min-cubes must be in [0, 1], got {self.min_cube_agreement}")
+        if self.chain_clips < 0:
+            raise VideployError(f"--chain-clips must be >= 0, got {self.chain_clips}")
 
 
 @dataclass(frozen=True)
@@ -110,14 +122,15 @@ def quantize_bundle(
 
     files = videos.video_files(video_sources)
     dkey = videos.data_key(files, bundle.manifest.preprocessing, options.clips_per_video, options.max_clips, options.holdout_every)
-    ikey = inputs.inputs_key(bundle, dkey)
+    n_chain = options.chain_clips if bundle.adaptive else 0
+    ikey = inputs.inputs_key(bundle, dkey, n_chain)
     cache = inputs.InputCache(cache_root)
     data = cache.load(ikey)
     cached = data is not None
     if data is None:
         clips = videos.decode_clips(files, bundle.manifest.preprocessing, options.clips_per_video, options.max_clips, options.holdout_every, options.progress)
         recorded = inputs.record_inputs(bundle, clips.calibration, bs, options.progress)
-        data = inputs.CachedData(recorded, clips.holdout, len(clips.calibration), clips.skipped)
+        data = inputs.CachedData(recorded, clips.holdout, len(clips.calibration), clips.skipped, clips.calibration[:n_chain])
         cache.store(ikey, data)
     else:
         log.info("calibration inputs from the cache %s (no video decoded)", cache.path(ikey))
@@ -142,14 +155,19 @@ def quantize_bundle(
                 variants[target] = rel
             graphs.append(dataclasses.replace(g, variants=variants))
 
+        chained = None
+        if data.chain and options.sensitivity:
+            graphs, analyses, chained = _chain(bundle, stage, graphs, analyses, data.chain, bs, options)
         record = _record(bundle, files, data, options, analyses, dkey)
+        if chained is not None:
+            record["chain"] = encode(chained.to_dict())
         manifest = bundle.manifest.with_updates(graphs=tuple(graphs), provenance={**bundle.manifest.provenance, "int8": encode(record)})
         write_manifest(stage, manifest)
         staged = Bundle.open(stage)
         reports = {}
         if data.holdout:
             for target in options.targets:
-                reports[target] = agreement.measure(staged, target, data.holdout, bs)
+                reports[target] = agreement.measure(staged, target, data.holdout, bs, fit_clips=data.chain)
         record["agreement"] = {t: r.to_dict() for t, r in reports.items()}
         manifest = manifest.with_updates(provenance={**bundle.manifest.provenance, "int8": encode(record)})
         write_manifest(stage, manifest)
@@ -185,6 +203,28 @@ def _analyse(role: str, model: Path, ranges: Path, data: inputs.CachedData, rows
     return sensitivity.analyse(role, model, quantizer, feeds, work, options.min_score)
 
 
+def _chain(bundle: Bundle, stage: Path, graphs: list, analyses: list, clips: Sequence[videos.Clip], bs: int, options: QuantizeOptions) -> tuple[list, list, chain.ChainSensitivity]:
+    """Whole graphs that change the chain's decisions go back to float (:mod:`.chain`)."""
+    fp32 = {g.role: g.file for g in graphs}
+    quantized = [g.role for g in graphs if any(g.variants[t] != g.file for t in options.targets)]
+
+    def trial_bundle(roles: Sequence[str]) -> Bundle:
+        trial = [dataclasses.replace(g, variants={**g.variants, **{t: (g.variants[t] if g.role in roles else g.file) for t in options.targets}}) for g in graphs]
+        write_manifest(stage, bundle.manifest.with_updates(graphs=tuple(trial)))
+        return Bundle.open(stage)
+
+    result = chain.analyse_chain(trial_bundle, quantized, options.targets, clips, bs, options.min_chain_score, options.min_cube_agreement)
+    for role in result.float_graphs:
+        for t in options.targets:
+            (stage / VARIANT_FILE.format(role=role, variant=t)).unlink(missing_ok=True)
+    graphs = [dataclasses.replace(g, variants={**g.variants, **{t: fp32[g.role] for t in options.targets}}) if g.role in result.float_graphs else g for g in graphs]
+    analyses = [
+        dataclasses.replace(a, quantized_any=False, float_groups=("whole graph (chain)",), chain_reason=result.reason(a.graph)) if a.graph in result.float_graphs else a
+        for a in analyses
+    ]
+    return graphs, analyses, result
+
+
 def _record(bundle: Bundle, files: Sequence[Path], data: inputs.CachedData, options: QuantizeOptions, analyses: Sequence[Any], dkey: str) -> dict[str, Any]:
     import onnxruntime
 
@@ -202,6 +242,7 @@ def _record(bundle: Bundle, files: Sequence[Path], data: inputs.CachedData, opti
             "holdout_every": options.holdout_every,
             "rows_per_graph": {g.role: data.inputs.rows(g.role) for g in bundle.manifest.graphs},
             "pipeline_aware": bundle.adaptive,
+            "chain_clips": len(data.chain),
             "skipped_videos": list(data.skipped),
         },
         "float": [

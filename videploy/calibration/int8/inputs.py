@@ -9,7 +9,8 @@ steps produced -- not on random crops.
 
 :class:`GraphInputs` holds, per graph role, each input's rows concatenated along the batch axis;
 :meth:`GraphInputs.batches` cuts them into calls again. :class:`InputCache` stores the inputs
-and the held-out clips as one ``.npz`` per key (the graphs' hashes and the data's hash), so trying
+and the held-out clips as one ``.npz`` per key (the graphs' hashes and the data's hash), with a
+few calibration clips for the chain analysis (:mod:`.chain`), so trying
 another calibration method, or another sensitivity setting, does not decode the videos again.
 """
 
@@ -88,9 +89,12 @@ def graph_digest(bundle: Bundle, role: str) -> str:
     return file_digest(bundle.graph_file(role))
 
 
-def inputs_key(bundle: Bundle, data_key: str) -> str:
+CACHE_FORMAT = 2  # 2: calibration clips for the chain analysis are stored too
+
+
+def inputs_key(bundle: Bundle, data_key: str, chain_clips: int = 0) -> str:
     """The cache key of a bundle's recorded inputs: every FP32 graph's hash plus the data's hash."""
-    h = hashlib.sha256(data_key.encode())
+    h = hashlib.sha256(f"{CACHE_FORMAT}:{chain_clips}:{data_key}".encode())
     for g in bundle.manifest.graphs:
         h.update(f"{g.role}:{graph_digest(bundle, g.role)}".encode())
     return h.hexdigest()[:32]
@@ -102,6 +106,7 @@ class CachedData:
     holdout: tuple[Clip, ...]
     calibration_clips: int
     skipped: tuple[str, ...]
+    chain: tuple[Clip, ...] = ()  # a few calibration clips the chain analysis runs whole (AdaFocusV3)
 
 
 class InputCache:
@@ -124,7 +129,8 @@ class InputCache:
                 role, inp = name.split("/", 1)
                 arrays.setdefault(role, {})[inp] = z[f"in/{name}"]
             hold = tuple(Clip(src, int(idx), z[f"holdout/{i}"]) for i, (src, idx) in enumerate(meta["holdout"]))
-        return CachedData(GraphInputs(arrays), hold, int(meta["calibration_clips"]), tuple(meta["skipped"]))
+            chain = tuple(Clip(src, int(idx), z[f"chain/{i}"]) for i, (src, idx) in enumerate(meta.get("chain", [])))
+        return CachedData(GraphInputs(arrays), hold, int(meta["calibration_clips"]), tuple(meta["skipped"]), chain)
 
     def store(self, key: str, data: CachedData) -> Path:
         path = self.path(key)
@@ -137,9 +143,12 @@ class InputCache:
                 payload[f"in/{role}/{inp}"] = arr
         for i, clip in enumerate(data.holdout):
             payload[f"holdout/{i}"] = clip.frames
+        for i, clip in enumerate(data.chain):
+            payload[f"chain/{i}"] = clip.frames
         meta = {
             "inputs": names,
             "holdout": [[c.source, c.index] for c in data.holdout],
+            "chain": [[c.source, c.index] for c in data.chain],
             "calibration_clips": data.calibration_clips,
             "skipped": list(data.skipped),
         }

@@ -56,8 +56,11 @@ class GraphSensitivity:
     float_groups: tuple[str, ...] = ()
     float_nodes: tuple[str, ...] = ()
     quantized_any: bool = True  # False: every group had to stay in float, the graph is FP32
+    chain_reason: str | None = None  # set when the chain analysis (:mod:`.chain`) returned the whole graph to float
 
     def reason(self) -> str:
+        if self.chain_reason is not None:
+            return self.chain_reason
         if not self.quantized_any and not self.groups:
             return "kept in float as asked (--keep-float)"
         if math.isnan(self.full_score):
