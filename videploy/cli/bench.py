@@ -44,6 +44,8 @@ examples:
   videploy bench ada/ --budget 8.5 --videos 16           AdaFocusV3 at ~8.5 GFLOPs/video
   videploy bench ada/ --thresholds 0.5,0.8,0.8,inf,...   one eta per exit (glance first)
   videploy bench stam/ --repeat 30 --warmup 5 --json > bench.json
+  videploy bench vfn_t/ --backend onnxruntime,openvino --batch 1,8 --threads 2 --set-default
+                                                         predict then runs vfn_t/ on the faster one
 
 reading the output:
   speedup 1.80x   this backend ran the graph in 1/1.8 of the reference's median time
@@ -79,6 +81,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     add_exit_threshold_arguments(p, fitted_on="the benchmark stream itself")
     p.add_argument("--stream-batch", type=int, metavar="N", help="AdaFocusV3: batch size for the stream benchmarks (default: the largest --batch)")
     p.add_argument("--json", action="store_true", help="print the full report (every sample) as JSON")
+    p.add_argument("--set-default", action="store_true", help="record the fastest FP32 CPU backend of this run in the bundle: 'videploy predict' uses it when --backend is not given (e.g. --backend onnxruntime,openvino --set-default)")
     p.add_argument("--out", metavar="DIR", help="also write the record to DIR: report.json (every sample), report.md, latency and (AdaFocusV3) exit-budget plots")
     p.set_defaults(func=run)
     return p
@@ -113,6 +116,8 @@ def command_line(args: argparse.Namespace) -> str:
         parts += ["--video", v]
     if args.json:
         parts.append("--json")
+    if args.set_default:
+        parts.append("--set-default")
     if args.out:
         parts += ["--out", args.out]
     return " ".join(shlex.quote(str(p)) for p in parts)
@@ -155,6 +160,12 @@ def run(args: argparse.Namespace) -> int:
         print(jsonsafe.dumps(report.to_dict(), indent=2))
     else:
         print_report(stdout_console(), report)
+    if args.set_default:
+        from videploy.bench.default_backend import choose_cpu_backend, record_choice
+
+        choice = choose_cpu_backend(report)
+        record_choice(args.bundle, choice, report)
+        err.print(f"predict's default CPU backend for {args.bundle} is now {choice.backend}: {choice.reason}")
     if args.out:
         from videploy.bench.record import write_record
 

@@ -59,7 +59,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     p.add_argument("bundle", metavar="BUNDLE", help="bundle directory written by 'videploy export'")
     p.add_argument("videos", metavar="VIDEO", nargs="+", help="video files (anything OpenCV/FFmpeg decodes: mp4, avi, mkv, webm, ...)")
-    p.add_argument("--backend", default="onnxruntime", choices=list(BACKENDS), help="onnxruntime (default), tensorrt (native engines), torch (PyTorch reference; needs torch)")
+    p.add_argument("--backend", choices=list(BACKENDS), help="onnxruntime, openvino, tensorrt (native engines), torch (PyTorch reference; needs torch); default: on the CPU, the backend 'videploy bench --set-default' measured fastest for this bundle, else onnxruntime")
     p.add_argument("--device", metavar="DEV", help="the backend's default if not given (cpu; tensorrt: cuda); onnxruntime also takes cuda, or tensorrt (its TensorRT provider)")
     p.add_argument("--precision", metavar="P", help="engine / graph variant to run: fp32, fp16, int8, int8-cpu (default: the exported graph; tensorrt: the bundle's engines)")
     p.add_argument("--labels", metavar="FILE", help="class names, one per line or id,name CSV (default: the bundle's, if any)")

@@ -32,7 +32,7 @@ from videploy.runtime.video import VideoInput, check_view_counts
 class PredictOptions:
     """How to predict. ``None`` means the default (the backend's device, the bundle's batch, ...)."""
 
-    backend: str = "onnxruntime"
+    backend: str | None = None  # None: the bundle's measured CPU default (videploy bench --set-default), else onnxruntime
     device: str | None = None
     precision: str | None = None
     labels: str | Path | None = None
@@ -83,15 +83,25 @@ class PredictRun:
         }
 
 
-def open_recognizer(bundle: BundleLike, options: PredictOptions) -> Recognizer:
-    """The bundle on the backend the options ask for; option errors name the flag and the fix."""
+def open_recognizer(bundle: BundleLike, options: PredictOptions, notes: list[str] | None = None) -> Recognizer:
+    """The bundle on the backend the options ask for; option errors name the flag and the fix.
+    Without a backend, the bundle's measured default is used and ``notes`` is told why."""
+    from videploy.bench.default_backend import default_backend
+    from videploy.bundle.bundle import Bundle
+
+    backend = options.backend
+    if backend is None:
+        bundle = Bundle.of(bundle)
+        backend, note = default_backend(bundle, options.device, options.precision)
+        if note is not None and notes is not None:
+            notes.append(note)
     backend_options: dict[str, Any] = {}
     if options.threads is not None:
         backend_options["threads"] = options.threads
     if options.checkpoint is not None:
         backend_options["checkpoint"] = options.checkpoint
     return Recognizer(
-        bundle, backend=options.backend, device=options.device, labels=options.labels, precision=options.precision, decode_workers=options.decode_workers, **backend_options
+        bundle, backend=backend, device=options.device, labels=options.labels, precision=options.precision, decode_workers=options.decode_workers, **backend_options
     )
 
 
@@ -105,7 +115,8 @@ def predict_files(
     """Predict ``videos`` (see the module docstring). ``on_failure(video, message)`` is told of each
     video that cannot be decoded and ``on_result(run, prediction)`` of each result, as they happen
     (results stream in input order; with ``budget`` they come after the fitting pass)."""
-    rec = bundle if isinstance(bundle, Recognizer) else open_recognizer(bundle, options)
+    notes: list[str] = []
+    rec = bundle if isinstance(bundle, Recognizer) else open_recognizer(bundle, options, notes)
     _check_options(rec, options)
     views = rec.views(options.views)  # validated before anything is decoded
     check_view_counts(*views)
@@ -113,7 +124,7 @@ def predict_files(
         from videploy.runtime.visualize import check_output_path
 
         check_output_path(options.visualize)
-    run = PredictRun(recognizer=rec, options=options, views=views)
+    run = PredictRun(recognizer=rec, options=options, views=views, notes=notes)
 
     def failed(video: str, exc: VideployError) -> None:
         run.failures.append((video, str(exc)))
