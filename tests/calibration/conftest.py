@@ -46,7 +46,9 @@ def cache_dir(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("int8_cache")
 
 
-OPTIONS = dict(clips_per_video=4, max_clips=12, holdout_every=3)
+# the chain check is off for the shared bundles: which graphs a random tiny model keeps in float
+# depends on library versions, and these bundles test the quantized graphs' form (test_chain.py tests the check)
+OPTIONS = dict(clips_per_video=4, max_clips=12, holdout_every=3, chain_clips=0)
 
 
 @pytest.fixture(scope="session")

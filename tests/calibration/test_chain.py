@@ -96,7 +96,17 @@ def test_row_cosines_per_row_and_zero_rows():
     assert chain.row_cosines(a, b).tolist() == pytest.approx([1.0, 1.0, -1.0])
 
 
-def test_int8_bundle_records_the_chain_check(int8_ada):
+@pytest.fixture(scope="module")
+def chained(fp32_ada, calib_videos, tmp_path_factory):
+    from tests.calibration.conftest import OPTIONS
+    from videploy.calibration.int8 import QuantizeOptions, quantize_bundle
+
+    work = tmp_path_factory.mktemp("chain")
+    return quantize_bundle(fp32_ada, [calib_videos], work / "ada", QuantizeOptions(cache_dir=work / "cache", **{**OPTIONS, "chain_clips": 8}))
+
+
+def test_int8_bundle_records_the_chain_check(chained):
+    int8_ada = chained
     rec = int8_ada.bundle.manifest.provenance["int8"]
     checked = rec["chain"]
     assert checked["clips"] == rec["calibration"]["chain_clips"] > 0
@@ -113,6 +123,6 @@ def test_chain_check_off_with_no_clips(fp32_ada, calib_videos, tmp_path):
     from tests.calibration.conftest import OPTIONS
     from videploy.calibration.int8 import QuantizeOptions, quantize_bundle
 
-    res = quantize_bundle(fp32_ada, [calib_videos], tmp_path / "nochain", QuantizeOptions(cache_dir=tmp_path / "cache", targets=("int8",), chain_clips=0, **OPTIONS))
+    res = quantize_bundle(fp32_ada, [calib_videos], tmp_path / "nochain", QuantizeOptions(cache_dir=tmp_path / "cache", targets=("int8",), **{**OPTIONS, "chain_clips": 0}))
     assert "chain" not in res.bundle.manifest.provenance["int8"]
     assert res.bundle.manifest.provenance["int8"]["calibration"]["chain_clips"] == 0
