@@ -174,14 +174,16 @@ def test_torch_backend_needs_the_exported_weights(tmp_path, adaptive_dir):
         TorchBackend(adaptive_dir, checkpoint=tmp_path / "missing.pth")
 
 
-def test_onnxruntime_io_binding_keeps_unfetched_outputs_as_handles(adaptive_dir, toy_adafocus):
+def test_onnxruntime_io_binding_keeps_unfetched_outputs_as_handles(adaptive_dir, static_dir, toy_adafocus):
     """I/O binding (the GPU path) exercised on the CPU provider: same results, states handed back as handles."""
     from tests.runtime.toys import S, SIZE
     from videploy.runtime.adaptive import AdaptiveRunner
     from videploy.runtime.backends.onnxruntime import DeviceValue, OnnxRuntimeBackend
 
     videos = list(np.random.default_rng(3).standard_normal((5, S, 3, SIZE, SIZE)).astype(np.float32))
-    plain = AdaptiveRunner(OnnxRuntimeBackend(adaptive_dir, threads=1)).run(videos, thresholds=[-np.inf] * 4)
+    assert OnnxRuntimeBackend(adaptive_dir, threads=1).io_binding  # the chain binds by default, also on the CPU
+    assert not OnnxRuntimeBackend(static_dir, threads=1).io_binding  # one graph: nothing to keep between calls
+    plain = AdaptiveRunner(OnnxRuntimeBackend(adaptive_dir, threads=1, io_binding=False)).run(videos, thresholds=[-np.inf] * 4)
     bound_backend = OnnxRuntimeBackend(adaptive_dir, threads=1, io_binding=True)
     out = bound_backend.run("glance", {"frames": videos[0][None, :3]}, fetch=("logits",))
     assert isinstance(out["logits"], np.ndarray) and isinstance(out["global_state"], DeviceValue)
