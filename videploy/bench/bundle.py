@@ -36,6 +36,7 @@ from videploy.bench.backends import (
     reference_of,
 )
 from videploy.bench.machine import machine_info, peak_rss_mb, reset_peak_rss
+from videploy.bench.pipeline import EndToEnd, bench_end_to_end
 from videploy.bench.peak import Peak, matmul_peak
 from videploy.bench.timing import (
     Case,
@@ -114,6 +115,8 @@ class BenchReport:
     peak: Peak | None = None
     budget_sweep: list[dict[str, Any]] = field(default_factory=list)
     timing_peak_rss_mb: float | None = None
+    end_to_end: EndToEnd | None = None
+    end_to_end_backend: str | None = None
 
     @property
     def adaptive(self) -> bool:
@@ -161,6 +164,7 @@ class BenchReport:
             "timing_peak_rss_mb": self.timing_peak_rss_mb,
             "graphs": [g.to_dict(self.peak.gflops_per_s if self.peak else None) for g in self.graphs],
             "where_time_goes": self.where_time_goes(),
+            "end_to_end": None if self.end_to_end is None else {"backend": self.end_to_end_backend, **self.end_to_end.to_dict()},
             "adaptive": None,
             "notes": list(self.notes),
         }
@@ -225,6 +229,8 @@ def bench_bundle(
     adaptive_batch: int | None = None,
     adaptive: bool = True,
     budget_sweep: Sequence[float] = (),
+    end_to_end: bool = True,
+    decode_workers: int = 1,
     probe_peak: bool = True,
     factories: Mapping[str, BackendSpec] | None = None,
     clock: Clock = time.perf_counter,
@@ -235,7 +241,9 @@ def bench_bundle(
     (listed with their reason in ``report.backends``). ``videos``: files to cut the input stream
     from (default: the runtime's sample video). ``adaptive_batch``: AdaFocusV3's batch size for the
     stream (default: the largest of ``batches``); ``adaptive=False`` skips the stream benchmarks
-    (graph latency only). ``factories``: see
+    (graph latency only). ``end_to_end``: also time decode, model and both pipelined on
+    ``num_videos`` files cycled from ``videos`` (:mod:`videploy.bench.pipeline`), with
+    ``decode_workers`` threads decoding ahead. ``factories``: see
     :func:`videploy.bench.backends.open_backends`. ``command``: recorded in the report as given."""
     say = progress or (lambda msg: None)
     bundle = Bundle.of(bundle)
@@ -297,6 +305,13 @@ def bench_bundle(
             peak=peak,
             timing_peak_rss_mb=timing_peak,
         )
+        if end_to_end:
+            bs = adaptive_batch if (ee is not None and adaptive_batch is not None) else max(ok_batches)
+            cycle = [files[i % len(files)] for i in range(num_videos)]
+            say(f"end to end on {running[0].name}: decode, model, and both pipelined ({num_videos} files, batch {bs})")
+            report.end_to_end = bench_end_to_end(running[0].backend, cycle, bs, repeat, warmup, clock, thresholds=thresholds, decode_workers=decode_workers)
+            report.end_to_end_backend = running[0].name
+            settings["decode_workers"] = decode_workers
         if ee is not None and adaptive:
             slot = running[0]
             bs = adaptive_batch if adaptive_batch is not None else max(ok_batches)

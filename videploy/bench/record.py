@@ -108,6 +108,20 @@ def markdown(d: dict[str, Any]) -> str:
     lines += ["| backend | what | decode (ms) | model (ms) | decode share |", "|---|---|---|---|---|"]
     for w in d["where_time_goes"]:
         lines.append(f"| {w['backend']} | {w['what']} | {_ms(w['decode_s_per_video'])} | {_ms(w['run_s_per_video'])} | {w['decode_fraction']:.0%} |")
+    e = d.get("end_to_end")
+    if e:
+        lines += ["", f"## End to end on {e['backend']}: {e['videos']} files, batch {e['batch_size']}, {e['decode_workers']} decode worker(s)", ""]
+        lines += ["| case | median (s, whole stream) | p90 (s) | videos/s | GFLOPs/video | vs slower stage |", "|---|---|---|---|---|---|"]
+        for name, c in e["cases"].items():
+            eff = c.get("efficiency")
+            lines.append(
+                f"| {name} | {c['median_s']:.3f} | {c['p90_s']:.3f} | {_f(c['videos_per_s'], '.2f')} | {_f(c.get('gflops_per_video'), '.4g')} | "
+                f"{'' if eff is None else _f(eff * 100, '.0f') + '%'} |"
+            )
+        for kind in ("lazy", "eager"):
+            r = e.get(f"realised_{kind}")
+            if isinstance(r, float):
+                lines.append(f"\nearly exit realised {r:.0%} of its GFLOPs-predicted time saving end to end ({kind} focus frames)")
     a = d["adaptive"]
     if a is not None:
         lines += ["", f"## AdaFocusV3 on {a['backend']}: {a['videos']} clips, batch {a['batch_size']}", ""]

@@ -80,6 +80,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--videos", type=int, default=8, metavar="N", help="clips in the input stream (default 8)")
     add_exit_threshold_arguments(p, fitted_on="the benchmark stream itself")
     p.add_argument("--stream-batch", type=int, metavar="N", help="AdaFocusV3: batch size for the stream benchmarks (default: the largest --batch)")
+    p.add_argument("--decode-workers", type=int, default=1, metavar="N", help="end to end: threads decoding ahead of the model (default 1, as 'videploy predict')")
+    p.add_argument("--no-end-to-end", dest="end_to_end", action="store_false", help="skip the end-to-end timing on real files (decode, model, both pipelined)")
     p.add_argument("--json", action="store_true", help="print the full report (every sample) as JSON")
     p.add_argument("--set-default", action="store_true", help="record the fastest FP32 CPU backend of this run in the bundle: 'videploy predict' uses it when --backend is not given (e.g. --backend onnxruntime,openvino --set-default)")
     p.add_argument("--out", metavar="DIR", help="also write the record to DIR: report.json (every sample), report.md, latency and (AdaFocusV3) exit-budget plots")
@@ -109,11 +111,14 @@ def command_line(args: argparse.Namespace) -> str:
         ("--thresholds", args.thresholds),
         ("--budget", args.budget),
         ("--stream-batch", args.stream_batch),
+        ("--decode-workers", args.decode_workers if args.decode_workers != 1 else None),
     ):
         if value is not None:
             parts += [flag, str(value)]
     for v in args.video or []:
         parts += ["--video", v]
+    if not args.end_to_end:
+        parts.append("--no-end-to-end")
     if args.json:
         parts.append("--json")
     if args.set_default:
@@ -133,7 +138,7 @@ def run(args: argparse.Namespace) -> int:
     from videploy.cli.options import parse_thresholds
     from videploy.errors import VideployError
 
-    for flag, value, low in (("--repeat", args.repeat, 1), ("--warmup", args.warmup, 0), ("--videos", args.videos, 1), ("--threads", args.threads, 1), ("--stream-batch", args.stream_batch, 1)):
+    for flag, value, low in (("--repeat", args.repeat, 1), ("--warmup", args.warmup, 0), ("--videos", args.videos, 1), ("--threads", args.threads, 1), ("--stream-batch", args.stream_batch, 1), ("--decode-workers", args.decode_workers, 0)):
         if value is not None and value < low:
             raise VideployError(f"{flag} must be >= {low}, got {value}")
     err = Console(stderr=True, highlight=False)
@@ -152,6 +157,8 @@ def run(args: argparse.Namespace) -> int:
         thresholds=parse_thresholds(args.thresholds),
         budget=args.budget,
         adaptive_batch=args.stream_batch,
+        end_to_end=args.end_to_end,
+        decode_workers=args.decode_workers,
         command=command_line(args),
         budget_sweep=(0.25, 0.5, 0.75) if args.out else (),
         progress=None if args.json else (lambda msg: err.print(f"[dim]{msg}[/]")),
@@ -250,6 +257,9 @@ def print_report(out: Any, report: Any) -> None:
             continue  # per-video cost is clearest at the smallest batch; --json has them all
         out.print(f"  where time goes, {w['backend']} ({w['what']}): decode {_ms(w['decode_s_per_video'])} ms + run {_ms(w['run_s_per_video'])} ms per video -> decoding is {w['decode_fraction']:.0%}")
 
+    if d.get("end_to_end"):
+        _end_to_end(out, d["end_to_end"])
+
     a = d["adaptive"]
     if a is not None:
         th = a["thresholds"]
@@ -292,3 +302,26 @@ def _comparison(out: Any, title: str, c: dict, batch: int) -> None:
     exits = "; ".join(f"{name} {'/'.join(map(str, r['exit_counts']))}" for name, r in c["cases"].items())
     out.print(f"  videos per exit (glance first): {exits}")
     out.print("  ms: wall time for the whole stream; rows/call: local-encoder rows per call and batch occupancy; IQR in --json")
+
+
+def _end_to_end(out: Any, e: dict) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"end to end on {e['backend']}: {e['videos']} files, batch {e['batch_size']}, {e['decode_workers']} decode worker(s)", show_edge=True)
+    for head in ("case", "s (whole stream)", "p90 s", "vid/s", "GFLOPs/vid", "vs slower stage"):
+        table.add_column(head, justify="left" if head == "case" else "right")
+    for name, c in e["cases"].items():
+        eff = c.get("efficiency")
+        g = c.get("gflops_per_video")
+        table.add_row(name, f"{c['median_s']:.3f}", f"{c['p90_s']:.3f}", _rate(c["videos_per_s"]), "" if g is None else f"{g:.4g}", "" if eff is None else f"{eff:.0%}")
+    out.print(table)
+    out.print("  vs slower stage: end-to-end throughput / the throughput of the slower of its decode and model cases (100%: the other stage is hidden)")
+    for kind in ("lazy", "eager"):
+        r = e.get(f"realised_{kind}")
+        if r is not None:
+            how = "focus frames prepared only when reached" if kind == "lazy" else "every sampled frame prepared up front"
+            out.print(f"  early exit realised {_pct(r)} of the time its GFLOPs say it can save, end to end ({how})")
+
+
+def _pct(x: Any) -> str:
+    return f"{x:.0%}" if isinstance(x, (int, float)) and math.isfinite(x) else str(x)

@@ -50,6 +50,7 @@ from videploy.bundle.manifest import EarlyExit
 from videploy.errors import VideployError
 from videploy.runtime.backends.base import Backend
 from videploy.runtime.exit_criteria import criterion_values, never_stops, stops
+from videploy.runtime.lazy_frames import LazyFrames
 
 
 POLICIES = ("learned", "random")
@@ -105,7 +106,7 @@ class AdaptiveOutcome:
 @dataclass
 class _Video:
     key: int
-    frames: np.ndarray  # (S, 3, H, W)
+    frames: "np.ndarray | LazyFrames"  # (S, 3, H, W): indexed by positions, as arrays are
     entropies: list[float] = field(default_factory=list)
     step: int = 0  # local steps done
     frame_indices: np.ndarray | None = None  # (Tf, K)
@@ -157,7 +158,8 @@ class AdaptiveRunner:
         continuous: bool = False,
         keep_exit_logits: bool = False,
     ) -> list[AdaptiveOutcome]:
-        """Outcomes in input order. Each video is (num_segments, 3, H, W) float32 (the sampled frames)."""
+        """Outcomes in input order. Each video is (num_segments, 3, H, W) float32 (the sampled frames),
+        or :class:`~videploy.runtime.lazy_frames.LazyFrames` (frames prepared when a step needs them)."""
         return list(self.iter_run(videos, thresholds, batch_size, continuous, keep_exit_logits))
 
     def iter_run(
@@ -187,12 +189,14 @@ class AdaptiveRunner:
             yield done.pop(next_key)
             next_key += 1
 
-    def _video(self, key: int, frames: np.ndarray) -> _Video:
+    def _video(self, key: int, frames: "np.ndarray | LazyFrames") -> _Video:
         S = self.ee.num_segments
         spec = self.manifest.graph("glance").input("frames")
         if frames.ndim != 4 or frames.shape[0] != S:
             raise VideployError(f"an AdaFocusV3 video input must be ({S}, 3, H, W) (the {S} sampled frames), got shape {tuple(frames.shape)}")
-        return _Video(key=key, frames=np.ascontiguousarray(frames, dtype=spec.dtype), exit_logits=[] if self._keep else None)
+        if not isinstance(frames, LazyFrames):
+            frames = np.ascontiguousarray(frames, dtype=spec.dtype)
+        return _Video(key=key, frames=frames, exit_logits=[] if self._keep else None)
 
     # --- schedules (generators: they yield after every backend step, so results stream out) -------
     def _run_batched(self, stream: Iterator[_Video], eta: np.ndarray, bs: int, results: dict[int, AdaptiveOutcome]) -> Iterator[None]:
@@ -263,6 +267,7 @@ class AdaptiveRunner:
             v.frame_indices = fidx[j].reshape(self.ee.num_steps, -1)
             v.actions = np.asarray(pol["actions"][j], dtype=np.float32)
             v.boxes = np.asarray(pol["boxes"][j], dtype=np.float64)
+            _prefetch(v)
         dtype = self.manifest.graph("local").input("local_state").dtype
         # zeros before the first step are exact: the local MLP output is post-ReLU (>= 0) and the state is a running max
         local_state = np.zeros((len(active), self.state_size), dtype=dtype)
@@ -304,6 +309,8 @@ class AdaptiveRunner:
         self._finish([v for v, s in zip(vids, stop) if s], np.flatnonzero(stop), logits, eta, results)
         keep = np.flatnonzero(~stop)
         pool.videos = [vids[i] for i in keep]
+        for v in pool.videos:
+            _prefetch(v)
         if keep.size:
             pool.local_state = b.take(out["next_local_state"], keep)
             pool.global_state = b.take(pool.global_state, keep)
@@ -344,6 +351,12 @@ class AdaptiveRunner:
                 exit_logits=None if v.exit_logits is None else np.stack(v.exit_logits),
             )
             v.frames = np.empty((0,))  # release the frames early; a long stream must not keep them
+
+def _prefetch(v: _Video) -> None:
+    # deferred frames (LazyFrames): prepare the next step's cube while the model runs
+    if isinstance(v.frames, LazyFrames):
+        v.frames.prefetch(v.frame_indices[v.step])
+
 
 def _take(stream: Iterator[_Video], n: int) -> list[_Video]:
     out = []

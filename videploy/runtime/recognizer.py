@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence, Union
@@ -158,6 +159,7 @@ def load(
     precision: str | None = None,
     decode_workers: int = 1,
     policy: str = "learned",
+    lazy_frames: bool = True,
     **backend_options: Any,
 ) -> "Recognizer":
     """Open a bundle (a directory or a :class:`~videploy.bundle.bundle.Bundle`) for prediction.
@@ -168,9 +170,13 @@ def load(
     backend's default. ``labels``: a class-name file that overrides the bundle's.
     ``decode_workers``: threads decoding the next videos while the backend runs (0: decode inline).
     ``policy``: AdaFocusV3's ``"learned"`` policy graph, or ``"random"`` cubes (the baseline).
+    ``lazy_frames``: AdaFocusV3 prepares a video's focus frames only when it reaches their step
+    (False: all sampled frames up front, as for other families).
     ``backend_options`` go to the backend (e.g. ``threads=1`` for onnxruntime).
     """
-    return Recognizer(bundle, backend=backend, device=device, labels=labels, precision=precision, decode_workers=decode_workers, policy=policy, **backend_options)
+    return Recognizer(
+        bundle, backend=backend, device=device, labels=labels, precision=precision, decode_workers=decode_workers, policy=policy, lazy_frames=lazy_frames, **backend_options
+    )
 
 
 class Recognizer:
@@ -185,11 +191,15 @@ class Recognizer:
         precision: str | None = None,
         decode_workers: int = 1,
         policy: str = "learned",
+        lazy_frames: bool = True,
         **backend_options: Any,
     ):
         if decode_workers < 0:
             raise VideployError(f"decode_workers must be >= 0, got {decode_workers}")
         self.decode_workers = int(decode_workers)  # threads decoding ahead of inference (0: inline)
+        # AdaFocusV3: focus frames prepared only for videos that reach their step (runtime/lazy_frames.py)
+        self.lazy_frames = bool(lazy_frames)
+        self._prefetch: ThreadPoolExecutor | None = None  # prepares the next focus frames (threads start on first use)
         self.bundle = bundle = Bundle.of(bundle)
         self.manifest: Manifest = bundle.manifest
         m = self.manifest
@@ -199,6 +209,8 @@ class Recognizer:
         if policy != "learned" and not bundle.adaptive:
             raise VideployError(f"policy={policy!r} applies to adaptive (AdaFocusV3) bundles; {m.model_name!r} is a {m.family} bundle")
         self.adaptive = AdaptiveRunner(self.backend, policy=policy) if bundle.adaptive else None
+        if self.adaptive is not None and self.lazy_frames and self.decode_workers > 0:
+            self._prefetch = ThreadPoolExecutor(max_workers=1, thread_name_prefix="videploy-focus")
 
     @property
     def bundle_dir(self) -> Path:
@@ -213,20 +225,32 @@ class Recognizer:
     def random_weights(self) -> bool:
         return self.manifest.weights is None
 
-    def close(self) -> None:
-        self.backend.close()
+    def close(self, backend: bool = True) -> None:
+        """Stop the recognizer's threads and (``backend=False``: unless the backend is shared) close the backend."""
+        if self._prefetch is not None:
+            self._prefetch.shutdown(wait=True, cancel_futures=True)
+            self._prefetch = None
+        if backend:
+            self.backend.close()
 
     # --- inputs -----------------------------------------------------------------------------------
     def views(self, views: ViewSpec) -> tuple[int, int]:
         """``None`` -> (1, 1); ``"official"`` -> the manifest's protocol; ``"4x3"`` or (4, 3) -> (clips, crops)."""
         return parse_views(self.manifest, views)
 
-    def prepare(self, video: VideoSource | VideoInput, views: ViewSpec = None) -> VideoInput:
-        """Decode and preprocess one video (raises VideployError for a bad input)."""
+    def prepare(self, video: VideoSource | VideoInput, views: ViewSpec = None, lazy: bool = False) -> VideoInput:
+        """Decode and preprocess one video (raises VideployError for a bad input).
+
+        ``lazy`` (AdaFocusV3, one view, a file): only the glance frames are made ready; the focus
+        frames wait in ``VideoInput.lazy`` until a local step asks for them."""
         if isinstance(video, VideoInput):
             return video
         clips, crops = self.views(views)
-        return load_video(video, self.manifest.preprocessing, num_clips=clips, num_crops=crops)
+        defer = None
+        if lazy and self.adaptive is not None and (clips, crops) == (1, 1) and not isinstance(video, np.ndarray):
+            glance = set(self.manifest.early_exit.glance_indices)
+            defer = [p for p in range(self.manifest.early_exit.num_segments) if p not in glance]
+        return load_video(video, self.manifest.preprocessing, num_clips=clips, num_crops=crops, defer=defer, prefetch=self._prefetch)
 
     # --- prediction -------------------------------------------------------------------------------
     def predict(self, video: VideoSource | VideoInput, top_k: int = 5, views: ViewSpec = None, thresholds: Sequence[float] | None = None) -> Prediction:
@@ -273,11 +297,11 @@ class Recognizer:
         bs = self.bundle.batch_size(batch_size, self.backend.dynamic_batch)
         if self.adaptive is None and thresholds is not None:
             raise VideployError(f"exit thresholds apply to adaptive (AdaFocusV3) bundles; {self.manifest.model_name!r} is a {self.manifest.family} bundle")
-        prepared = self.prepare_stream(videos, views, on_error, keep_display)
         if self.adaptive is not None:
-            yield from self._predict_adaptive(prepared, top_k, thresholds, bs, continuous)
+            prepared = self.prepare_stream(videos, views, on_error, keep_display, lazy=self.lazy_frames)
+            yield from self._predict_adaptive(prepared, top_k, thresholds, bs, continuous, keep_display)
         else:
-            yield from self._predict_static(prepared, top_k, bs)
+            yield from self._predict_static(self.prepare_stream(videos, views, on_error, keep_display), top_k, bs)
 
     def prepare_stream(
         self,
@@ -285,14 +309,16 @@ class Recognizer:
         views: ViewSpec = None,
         on_error: Callable[[str, VideployError], None] | None = None,
         keep_display: bool = True,
+        lazy: bool = False,
     ) -> Iterator[tuple[VideoInput, float, float]]:
         """(input, decode start time, decode seconds) per video, in order, decoded ahead of the consumer
-        by ``decode_workers`` threads (:mod:`videploy.runtime.pipeline`; 0: in the consumer's thread)."""
+        by ``decode_workers`` threads (:mod:`videploy.runtime.pipeline`; 0: in the consumer's thread).
+        ``lazy``: see :meth:`prepare` (the decode seconds are then the glance frames' only)."""
         self.views(views)  # a bad view spec fails here, before any decoding
 
         def decode(v: VideoSource | VideoInput) -> tuple[VideoInput, float, float]:
             t0 = time.perf_counter()
-            vi = self.prepare(v, views)
+            vi = self.prepare(v, views, lazy=lazy)
             if not keep_display and vi.display_frames is not None:
                 vi = dataclasses.replace(vi, display_frames=None)
             return vi, t0, (0.0 if isinstance(v, VideoInput) else time.perf_counter() - t0)
@@ -344,20 +370,35 @@ class Recognizer:
         return m.gflops_per_view if m.gflops_per_view > 0 else sum(g.gflops for g in m.graphs)
 
     def _predict_adaptive(
-        self, prepared: Iterable[tuple[VideoInput, float, float]], top_k: int, thresholds: Sequence[float] | None, bs: int, continuous: bool
+        self,
+        prepared: Iterable[tuple[VideoInput, float, float]],
+        top_k: int,
+        thresholds: Sequence[float] | None,
+        bs: int,
+        continuous: bool,
+        keep_display: bool = True,
     ) -> Iterator[Prediction]:
         metas: list[tuple[VideoInput, float, float]] = []
 
-        def frames() -> Iterable[np.ndarray]:
+        def frames() -> Iterable[Any]:
             for vi, t0, decode in prepared:
                 # keep the metadata, not the tensor, so a long stream does not pile up frames
                 metas.append((dataclasses.replace(vi, views=np.empty((0,), dtype=np.float32)), t0, decode))
-                yield vi.views[0]
+                yield vi.lazy if vi.lazy is not None else vi.views[0]
 
-        for i, oc in enumerate(self.adaptive.iter_run(frames(), thresholds=thresholds, batch_size=bs, continuous=continuous)):
-            vi, t0, decode = metas[i]
-            metas[i] = None  # type: ignore[call-overload]  # done: drop the metadata too
-            yield self.adaptive_prediction(vi, oc, top_k, Timing(decode, time.perf_counter() - t0))
+        try:
+            for i, oc in enumerate(self.adaptive.iter_run(frames(), thresholds=thresholds, batch_size=bs, continuous=continuous)):
+                vi, t0, decode = metas[i]
+                metas[i] = None  # type: ignore[call-overload]  # done: drop the metadata too
+                if vi.lazy is not None:
+                    display = vi.lazy.display() if keep_display else None
+                    vi.lazy.close()
+                    vi = dataclasses.replace(vi, lazy=None, display_frames=display)
+                yield self.adaptive_prediction(vi, oc, top_k, Timing(decode, time.perf_counter() - t0))
+        finally:
+            for meta in metas:  # stopped early or failed: release the frames still held
+                if meta is not None and meta[0].lazy is not None:
+                    meta[0].lazy.close()
 
     def adaptive_prediction(self, vi: VideoInput, oc: AdaptiveOutcome, top_k: int, timing: "Timing | None" = None) -> Prediction:
         """The :class:`Prediction` for one AdaFocusV3 outcome of video ``vi``."""

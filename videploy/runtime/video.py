@@ -55,7 +55,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence, Union
+from typing import TYPE_CHECKING, Sequence, Union
 
 import cv2
 import numpy as np
@@ -63,6 +63,11 @@ import numpy as np
 from videploy.bundle.manifest import Preprocessing
 from videploy.errors import VideployError
 from videploy.runtime.sampling import sample_indices
+
+if TYPE_CHECKING:  # pragma: no cover
+    from concurrent.futures import Executor
+
+    from videploy.runtime.lazy_frames import LazyFrames
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +100,9 @@ class VideoInput:
     notes: tuple[str, ...] = ()
     # clip 0, crop 0 after resize + crop, before normalisation: (T, H, W, 3) uint8 RGB, for drawing
     display_frames: np.ndarray | None = field(default=None, repr=False)
+    # AdaFocusV3 with deferred frames (load_video(defer=...)): the sampled frames, made ready on
+    # demand (views is then empty); see videploy.runtime.lazy_frames
+    lazy: "LazyFrames | None" = field(default=None, repr=False, compare=False)
 
 
 def decode_views(
@@ -117,18 +125,29 @@ def load_video(
     num_clips: int | None = None,
     num_crops: int | None = None,
     seek: bool | None = None,
+    defer: Sequence[int] | None = None,
+    prefetch: "Executor | None" = None,
 ) -> VideoInput:
     """Decode, sample and preprocess ``source`` (a path or a (T, H, W, 3) uint8 RGB array).
 
     ``seek``: ``None`` decides from the frame gaps, ``True`` / ``False`` force seeking / grabbing
     (both give the same frames; tests use this).
+
+    ``defer`` (one clip, one crop, a file): positions among the T sampled frames that may never be
+    needed (AdaFocusV3's focus frames). Their resize / crop / normalisation -- and, when the reader
+    seeks, their decoding -- waits until something asks for them: the result's ``lazy``
+    (:class:`~videploy.runtime.lazy_frames.LazyFrames`) holds the frames and ``views`` is empty.
+    ``prefetch``: where ``LazyFrames.prefetch`` prepares frames ahead of the consumer.
     """
     clips = 1 if num_clips is None else int(num_clips)
     crops = 1 if num_crops is None else int(num_crops)
     check_view_counts(clips, crops)
+    if defer is not None and (clips, crops) != (1, 1):
+        raise VideployError(f"deferred frames apply to one view (one clip, one crop), got {clips} clips x {crops} crops")
     pre = preprocessing
     T = pre.num_frames
     notes: list[str] = []
+    lazy = None
 
     if isinstance(source, np.ndarray):
         frames_arr = _check_array(source)
@@ -145,11 +164,20 @@ def load_video(
         label = str(path)
         transform = _FrameTransform(pre, crops, f"video {label!r}")
         try:
-            with _Reader(path) as reader:
+            reader = _Reader(path)
+            try:
                 size, fps = reader.size, reader.fps
                 if min(size) > 0:  # the header's size, before decoding anything (0 = unknown)
                     transform.check(*size)
-                n, idx, kept = reader.read_sampled(pre, clips, transform, seek, notes)
+                n, idx, kept = reader.read_sampled(pre, clips, transform, seek, notes, defer)
+                if defer is not None:
+                    from videploy.runtime.lazy_frames import LazyFrames
+
+                    lazy = LazyFrames(reader, idx[0], kept, transform, prefetch)
+                    reader = None  # the frames own it now (a deferred seek reopens the file)
+            finally:
+                if reader is not None:
+                    reader.close()
         except cv2.error as exc:
             # OpenCV asserts on some damaged streams; that is this video's problem, not the caller's
             detail = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
@@ -166,7 +194,10 @@ def load_video(
             f"the video has {n} frame{'s' if n != 1 else ''}, fewer than the {T} the model samples: "
             f"frames are repeated ({_REPEAT[pre.sampling]}), as the official evaluation does for short videos"
         )
-    views, display = transform.views(idx, kept)
+    if lazy is not None:
+        views, display = np.empty((0,), dtype=np.float32), None
+    else:
+        views, display = transform.views(idx, kept)
     return VideoInput(
         source=label,
         views=views,
@@ -178,6 +209,7 @@ def load_video(
         fps=fps,
         notes=tuple(notes),
         display_frames=display,
+        lazy=lazy,
     )
 
 
@@ -355,13 +387,18 @@ class _Reader:
         transform: "_FrameTransform",
         seek: bool | None,
         notes: list[str],
-    ) -> tuple[int, np.ndarray, dict[int, np.ndarray]]:
+        defer: Sequence[int] | None = None,
+    ) -> tuple[int, np.ndarray, dict[int, "np.ndarray | RawFrame"]]:
+        """(frame count, sampled indices, kept frames). Frames only ``defer`` positions of clip 0 use
+        are kept as :class:`RawFrame` (grabbing: decoded, not yet converted or resized) or left out
+        (seeking: not decoded at all)."""
         n = self.claimed
         if n > 0:
             idx = sample_indices(pre.sampling, n, pre.num_frames, num_clips=clips, frame_interval=pre.frame_interval)
             wanted = sorted({int(i) for i in idx.ravel()})
+            later = _deferred(idx, defer)
             use_seek = seek if seek is not None else _gap(wanted) >= SEEK_MIN_GAP
-            got = self._read_seek(wanted, n, transform) if use_seek else self._read_grab(wanted, n, transform)
+            got = self._read_seek([i for i in wanted if i not in later], n, transform) if use_seek else self._read_grab(wanted, n, transform, later)
             if got is not None:
                 return n, idx, got
             log.info("%s: container frame count %d is wrong; counting frames by decoding", self.path, n)
@@ -385,15 +422,18 @@ class _Reader:
             )
         idx = sample_indices(pre.sampling, true_n, pre.num_frames, num_clips=clips, frame_interval=pre.frame_interval)
         wanted = sorted({int(i) for i in idx.ravel()})
-        got = self._read_grab(wanted, None, transform)
+        got = self._read_grab(wanted, None, transform, _deferred(idx, defer))
         if got is None or len(got) != len(wanted):  # the file decodes differently on a second pass
             raise VideployError(f"{str(self.path)!r} decodes inconsistently (frames vanish between reads); the file is damaged, re-encode it")
         return true_n, idx, got
 
-    def _read_grab(self, wanted: Sequence[int], n: int | None, transform: "_FrameTransform") -> dict[int, np.ndarray] | None:
-        """Decode sequentially, converting only ``wanted``. With ``n``, also verify the video has exactly n frames."""
+    def _read_grab(
+        self, wanted: Sequence[int], n: int | None, transform: "_FrameTransform", later: frozenset[int] = frozenset()
+    ) -> dict[int, "np.ndarray | RawFrame"] | None:
+        """Decode sequentially, converting only ``wanted`` (``later`` ones only retrieved, kept as
+        :class:`RawFrame`). With ``n``, also verify the video has exactly n frames."""
         cap = self._open()
-        out: dict[int, np.ndarray] = {}
+        out: dict[int, np.ndarray | RawFrame] = {}
         try:
             last = wanted[-1]
             todo = set(wanted)
@@ -405,7 +445,7 @@ class _Reader:
                     ok, frame = cap.retrieve()
                     if not ok or frame is None:
                         return None
-                    out[i] = self._keep(frame, transform)
+                    out[i] = self._raw(frame, transform) if i in later else self._keep(frame, transform)
                 i += 1
             if n is not None:
                 # Verify the count: exactly n frames. The tail after the last wanted frame is short
@@ -467,6 +507,22 @@ class _Reader:
         finally:
             cap.release()
 
+    def read_one(self, i: int, transform: "_FrameTransform") -> np.ndarray | None:
+        """Frame ``i`` (seeking), resized and cropped; None if it cannot be read."""
+        cap = self._open()
+        try:
+            if not cap.set(cv2.CAP_PROP_POS_FRAMES, i) or int(round(cap.get(cv2.CAP_PROP_POS_FRAMES))) != i:
+                return None
+            ok, frame = cap.read()
+            return self._keep(frame, transform) if ok and frame is not None else None
+        finally:
+            cap.release()
+
+    def _raw(self, bgr: np.ndarray, transform: "_FrameTransform") -> "RawFrame":
+        self._check_size(bgr.shape[1], bgr.shape[0])
+        transform.check(bgr.shape[0], bgr.shape[1])  # refused now, not when a focus step asks for it
+        return RawFrame(bgr)
+
     def _keep(self, bgr: np.ndarray, transform: "_FrameTransform") -> np.ndarray:
         rgb = self._rgb(bgr)
         transform.check(rgb.shape[0], rgb.shape[1])  # frames may differ from the header's size
@@ -497,6 +553,23 @@ def _needs_plain_name(name: str) -> bool:
 def _prop_int(value: float | None) -> int:
     """A size property as int; 0 when the backend does not know it (None, NaN, negative)."""
     return int(value) if value is not None and np.isfinite(value) and value > 0 else 0
+
+
+@dataclass(frozen=True)
+class RawFrame:
+    """A decoded frame as OpenCV gave it (BGR, source size), not yet converted, resized or cropped."""
+
+    bgr: np.ndarray
+
+
+def _deferred(idx: np.ndarray, defer: Sequence[int] | None) -> frozenset[int]:
+    """Frame numbers used only by the ``defer`` positions of clip 0 (a frame some other position
+    needs now is read now)."""
+    if not defer:
+        return frozenset()
+    later = np.zeros(idx.shape, dtype=bool)
+    later[0, np.asarray(list(defer), dtype=np.int64)] = True
+    return frozenset(int(i) for i in idx[later]) - frozenset(int(i) for i in idx[~later])
 
 
 def _gap(wanted: Sequence[int]) -> float:
@@ -602,12 +675,14 @@ class _FrameTransform:
         clips, T = idx.shape
         k = self.num_crops
         out = np.empty((clips * k, T, 3, self.crop_h, self.crop_w), dtype=np.float32)
-        scale = np.float32(self.pre.scale)
         for c in range(clips):
-            x = np.stack([kept[int(i)] for i in idx[c]])  # (T, crops, H, W, 3) uint8 RGB
-            if self.pre.channel_order == "BGR":
-                x = x[..., ::-1]
-            x = (x.astype(np.float32) * scale - self.mean) / self.std
-            out[c * k : (c + 1) * k] = x.transpose(1, 0, 4, 2, 3)
+            x = self.normalise(np.stack([kept[int(i)] for i in idx[c]]))  # (T, crops, 3, H, W)
+            out[c * k : (c + 1) * k] = x.transpose(1, 0, 2, 3, 4)
         display = np.stack([kept[int(i)][0] for i in idx[0]])
         return out, display
+
+    def normalise(self, crops: np.ndarray) -> np.ndarray:
+        """(..., H, W, 3) uint8 RGB crops -> (..., 3, H, W) float32, scaled, mean / std as the manifest says."""
+        x = crops[..., ::-1] if self.pre.channel_order == "BGR" else crops
+        x = (x.astype(np.float32) * np.float32(self.pre.scale) - self.mean) / self.std
+        return np.moveaxis(x, -1, -3)
