@@ -25,6 +25,14 @@ What it measures:
                     backend that cannot run here is skipped with a one-line reason.
   decode            OpenCV decode + sampling + resize/crop/normalise of one video, separately,
                     so you see where the time goes (no backend makes decoding faster).
+  end to end        on --videos files cycled from --video (the sample video by default), with
+                    the first backend that runs: decoding alone, the model alone, and both as
+                    'videploy predict' runs them (--decode-workers threads decoding ahead, and
+                    inline); 'vs slower stage' = end-to-end throughput / the slower stage's.
+                    AdaFocusV3: every step and early exit, focus frames prepared only for the
+                    videos that reach them (lazy) and all up front (eager), and the share of
+                    the GFLOPs-predicted time saving that early exit realised end to end.
+                    Give several different files: copies of one video all exit alike.
   AdaFocusV3 only   on a stream of --videos clips, with the first backend that runs:
                     early exit vs all focus steps: GFLOPs per video from the runtime's
                     accounting and measured time, as ratios; static vs continuous batching:
@@ -51,6 +59,8 @@ reading the output:
   speedup 1.80x   this backend ran the graph in 1/1.8 of the reference's median time
   p90, IQR        spread: a large IQR means the machine was busy; raise --repeat
   occupancy       local-encoder rows per call / batch size (continuous batching keeps it high)
+  vs slower stage 100%: decoding is hidden behind the model (or the reverse); on a CPU where the
+                  model already uses every core, both compete and it stays well below
 
 exit status: 0 measured; 2 an error (bad bundle or arguments, or no backend could run).
 """

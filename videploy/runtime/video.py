@@ -19,7 +19,9 @@ Decoding (files)
     verified (the frame at ``count - 1`` must exist and be the last), and when it is wrong or missing
     the frames are counted by decoding sequentially and the indices recomputed from the real count.
     Each kept frame is resized and cropped right after decoding, so memory is ``T x crops`` crops
-    plus one frame at source resolution and one resized frame. Frames larger than
+    plus one frame at source resolution and one resized frame. With ``defer=`` (AdaFocusV3's
+    focus frames, :mod:`videploy.runtime.lazy_frames`) the deferred frames are kept decoded but
+    not converted (grabbing) or not decoded at all (seeking) until a focus step asks for them. Frames larger than
     :data:`MAX_FRAME_PIXELS` (8K UHD, 7680 x 4320) are refused before decoding, and so are frames
     whose resize would exceed that many pixels (an extreme aspect ratio such as 1 x 4000: the short
     side is scaled up to the model's size and the long side with it).
