@@ -139,8 +139,11 @@ def sample_frame_indices(
     # First position j with cdf[j] >= threshold: the number of leading positions where it is not
     # yet reached. Counting leading zeros of a cumulative sum keeps this numeric (ONNX has no
     # ArgMax over booleans) and exact even if rounding made the cdf dip at its pinned end.
+    # The count is summed in float32 (exact: at most Tg + 1) and cast after: OpenVINO's CPU plugin
+    # (2026.4) sums an int64 cast of a comparison wrongly for every row after the first, which
+    # sent focus indices to -1 on batches > 1 (tests/runtime/test_openvino.py).
     reached = (cdf.unsqueeze(2) >= threshold.unsqueeze(1)).to(torch.float32)  # (B, Tg+1, Tf)
-    first = (reached.cumsum(dim=1) == 0).to(torch.int64).sum(dim=1)  # (B, Tf)
+    first = (reached.cumsum(dim=1) == 0).to(torch.float32).sum(dim=1).to(torch.int64)  # (B, Tf)
     seg = first.clamp(1, tg) - 1
     left = (seg.to(torch.float32) / tg).to(cdf.dtype)
     right = ((seg + 1).to(torch.float32) / tg).to(cdf.dtype)

@@ -72,6 +72,7 @@ class OpenVinoBackend(Backend):
         path = self.bundle.graph_file(graph.role, variant)
         try:
             model = self.core.read_model(str(path))
+            _refuse_miscounted_sum(model, graph.role, path)
             compiled = self.core.compile_model(model, "CPU", self._config())
         except Exception as exc:  # OpenVINO raises its own RuntimeError subclasses for bad graphs
             raise VideployError(f"OpenVINO cannot compile graph '{graph.role}' from {str(path)!r}: {' '.join(str(exc).split())[:400]}") from exc
@@ -95,3 +96,21 @@ class OpenVinoBackend(Backend):
     def close(self) -> None:
         self._requests.clear()
         self._compiled.clear()
+
+
+def _refuse_miscounted_sum(model: Any, role: str, path: Any) -> None:
+    """Refuse the graph pattern OpenVINO's CPU plugin computes wrongly: a ReduceSum of a comparison
+    cast to int64 is right for the first row of a batch only (measured on 2026.4: AdaFocusV3's focus
+    indices came out as -1 from the second video on). Bundles exported since the fix count in float."""
+    import openvino as ov
+
+    for op in model.get_ordered_ops():
+        if op.get_type_name() != "ReduceSum":
+            continue
+        src = op.input_value(0).get_node()
+        if src.get_type_name() == "Convert" and src.get_output_element_type(0) == ov.Type.i64 and src.input_value(0).get_node().get_type_name() == "Equal":
+            raise VideployError(
+                f"graph '{role}' ({str(path)!r}) sums an int64 cast of a comparison ({op.get_friendly_name()}), which OpenVINO's CPU "
+                "plugin computes wrongly for every video after the first in a batch (AdaFocusV3 bundles exported by earlier videploy "
+                "versions choose wrong focus frames there); re-export the bundle with this videploy, or use --backend onnxruntime"
+            )
