@@ -27,6 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from videploy.models.base import exporting
+
 # The official crop code hard-codes the patch-scale range for 224-pixel frames: a patch covers
 # between MIN_PATCH_PIXELS and MAX_PATCH_PIXELS input pixels, whatever ``input_size`` is.
 MIN_PATCH_PIXELS = 96
@@ -241,11 +243,38 @@ class SpatialPolicy(nn.Module):
         )
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
+        if exporting():
+            return self._frames_forward(features)
         nt, c, h, w = features.shape
         t = self.num_glance_segments
         x = features.reshape(-1, t, c, h, w).permute(0, 2, 1, 3, 4)  # (N, C, T, H, W)
         actions = self.encoder(x).flatten(2).permute(0, 2, 1)  # (N, T, 4)
         return actions.reshape(nt, 4)
+
+    def _frames_forward(self, frames: torch.Tensor) -> torch.Tensor:
+        """The same computation on (N*T, C, H, W) frames with 2-D convolutions, for export: a
+        3x3x3 conv is one 3x3 conv over each frame stacked with its neighbours along channels.
+        onnxruntime and OpenVINO run 2-D convs in their blocked layouts and 3-D ones far slower
+        (the policy graph took 53 ms at batch 8 against PyTorch's 28 ms; profile: the two 3x3x3
+        convs). Inference only: batch norm with its running statistics."""
+        conv_in, bn_in, _, conv_a, bn_a, _, conv_b, bn_b, _, conv_out, _ = self.encoder
+        t = self.num_glance_segments
+
+        def norm(x: torch.Tensor, bn: nn.BatchNorm3d) -> torch.Tensor:
+            return F.relu(F.batch_norm(x, bn.running_mean, bn.running_var, bn.weight, bn.bias, False, 0.0, bn.eps))
+
+        def conv333(x: torch.Tensor, conv: nn.Conv3d) -> torch.Tensor:
+            nt, c, h, w = x.shape
+            v = x.reshape(-1, t, c, h, w)
+            zero = torch.zeros_like(v[:, :1])
+            stacked = torch.cat([torch.cat([zero, v[:, :-1]], 1), v, torch.cat([v[:, 1:], zero], 1)], dim=2)  # (N, T, 3C, H, W)
+            weight = conv.weight.permute(0, 2, 1, 3, 4).flatten(1, 2)  # (O, 3C, 3, 3): depth-major, as stacked
+            return F.conv2d(stacked.reshape(nt, 3 * c, h, w), weight, padding=1)
+
+        x = norm(F.conv2d(frames, conv_in.weight[:, :, 0]), bn_in)
+        x = norm(conv333(x, conv_a), bn_a)
+        x = norm(conv333(x, conv_b), bn_b)
+        return torch.sigmoid(F.conv2d(x, conv_out.weight[:, :, 0])).flatten(1)  # (N*T, 4)
 
 
 class TemporalPolicy(nn.Module):
