@@ -169,11 +169,13 @@ def test_out_writes_the_complete_record(capsys, bundles, tmp_path):
     stages = d["adaptive"]["early_exit"]["cases"]["all steps"]["stages_s"]
     assert {"glance", "policy", "local step 1"} <= set(stages) and any(k.startswith("glue") for k in stages)
     assert len(d["adaptive"]["budget_sweep"]) == 3
+    whole = d["whole_model"]  # AdaFocusV3 as a video costs it: the chain, every step, per batch
+    assert [w["batch"] for w in whole] == [1, 2] and all(len(w["backends"]["onnxruntime"]["samples_s"]) == 2 for w in whole)
     e2e = d["end_to_end"]  # decode, model and both pipelined on real files, lazy and eager focus frames
     assert e2e["backend"] == "onnxruntime" and e2e["videos"] == 4 and e2e["decode_workers"] == 1
     assert {"decode, every frame", "decode, glance frames", "end to end, early exit, lazy", "end to end, all steps, eager"} <= set(e2e["cases"])
     assert all(len(c["samples_s"]) == 2 for c in e2e["cases"].values())
     assert 0 < e2e["cases"]["end to end, early exit, lazy"]["efficiency"]
     md = (out / "report.md").read_text()
-    for needle in ("p99", "% of peak", "cold start", "exit budget sweep", "stages (ms)", "## End to end", "vs slower stage"):
+    for needle in ("p99", "% of peak", "cold start", "exit budget sweep", "stages (ms)", "## End to end", "vs slower stage", "| whole model |"):
         assert needle in md

@@ -117,6 +117,7 @@ class BenchReport:
     timing_peak_rss_mb: float | None = None
     end_to_end: EndToEnd | None = None
     end_to_end_backend: str | None = None
+    whole_model: list[GraphResult] = field(default_factory=list)  # AdaFocusV3: the chain, every step, per batch
 
     @property
     def adaptive(self) -> bool:
@@ -163,6 +164,7 @@ class BenchReport:
             "matmul_peak": None if self.peak is None else self.peak.to_dict(),
             "timing_peak_rss_mb": self.timing_peak_rss_mb,
             "graphs": [g.to_dict(self.peak.gflops_per_s if self.peak else None) for g in self.graphs],
+            "whole_model": [g.to_dict(self.peak.gflops_per_s if self.peak else None) for g in self.whole_model],
             "where_time_goes": self.where_time_goes(),
             "end_to_end": None if self.end_to_end is None else {"backend": self.end_to_end_backend, **self.end_to_end.to_dict()},
             "adaptive": None,
@@ -275,6 +277,7 @@ def bench_bundle(
             peak = matmul_peak(threads)
         reset_peak_rss()
         graphs = _bench_graphs(manifest, stream, running, ok_batches, reference, repeat, warmup, clock, say)
+        whole = _bench_whole_model(manifest, stream, running, ok_batches, reference, repeat, warmup, clock, say) if ee is not None else []
         timing_peak = peak_rss_mb()
 
         settings: dict[str, Any] = {
@@ -301,6 +304,7 @@ def bench_bundle(
             decode=decode,
             decode_source=str(files[0]),
             graphs=graphs,
+            whole_model=whole,
             notes=notes,
             peak=peak,
             timing_peak_rss_mb=timing_peak,
@@ -362,6 +366,38 @@ def _bench_graphs(
             timings = measure_interleaved(cases, repeat=repeat, warmup=warmup, clock=clock)
             results.append(GraphResult(role=g.role, batch=b, gflops_per_row=g.gflops, timings=timings, reference=reference))
     return results
+
+
+def _bench_whole_model(
+    manifest: Manifest,
+    stream: Sequence[Any],
+    running: Sequence[BackendSlot],
+    batches: Sequence[int],
+    reference: str,
+    repeat: int,
+    warmup: int,
+    clock: Clock,
+    say: Progress,
+) -> list[GraphResult]:
+    """AdaFocusV3 as a whole: glance, policy and every local step through the one chain, every exit
+    forced, on each backend (interleaved). A graph timed alone, between other backends' calls, runs
+    colder than inside the chain, where a local step follows a local step; this is the number a
+    video costs."""
+    import math
+
+    from videploy.runtime.adaptive import AdaptiveRunner
+
+    never = [-math.inf] * (manifest.early_exit.num_steps + 1)
+    gflops = float(manifest.early_exit.exit_gflops[-1])
+    runners = {s.name: AdaptiveRunner(s.backend) for s in running}
+    out = []
+    for b in batches:
+        videos = [stream[i % len(stream)].views[0] for i in range(b)]
+        say(f"timing the whole model (every step) at batch {b} on {', '.join(runners)}")
+        cases = [Case(n, (lambda r=r: r.run(videos, thresholds=never, batch_size=b)), items=b) for n, r in runners.items()]
+        timings = measure_interleaved(cases, repeat=repeat, warmup=warmup, clock=clock)
+        out.append(GraphResult(role="whole model", batch=b, gflops_per_row=gflops, timings=timings, reference=reference))
+    return out
 
 
 def _runner(slot: BackendSlot, role: str, feed: dict[str, Any]) -> Callable[[], Any]:

@@ -2,8 +2,8 @@
 
 Whichever the measurements say: ``videploy bench BUNDLE --backend onnxruntime,openvino
 --set-default`` times the candidates side by side, and :func:`choose_cpu_backend` picks the one
-with the lowest model time per video (AdaFocusV3: glance + policy + every local step, as
-:meth:`BenchReport.where_time_goes` counts it), as the geometric mean over the batch sizes timed.
+with the lowest model time per video (AdaFocusV3: the whole chain with every step, timed through
+the runtime on each backend), as the geometric mean over the batch sizes timed.
 The choice goes into the manifest's ``provenance["cpu_backend"]`` with its numbers, the machine
 and the command, so the default can be traced to the run that set it. Without a record, or when
 the recorded backend's library is not installed, ``onnxruntime`` is the default.
@@ -48,8 +48,14 @@ def _model_seconds(report: Any) -> dict[str, dict[int, float]]:
     from videploy.runtime.backends import BACKENDS, backend_class
 
     ee = report.manifest.early_exit
-    calls = {"glance": 1, "policy": 1, "local": ee.num_steps} if ee is not None else {"main": 1}
     per: dict[str, dict[int, float]] = {}
+    if getattr(report, "whole_model", None):  # AdaFocusV3: the chain as a video runs it
+        for g in report.whole_model:
+            for name, t in g.timings.items():
+                if "@" not in name and ":" not in name and name in BACKENDS and not backend_class(name).reference:
+                    per.setdefault(name, {})[g.batch] = t.stats.median / g.batch
+        return per
+    calls = {"glance": 1, "policy": 1, "local": ee.num_steps} if ee is not None else {"main": 1}
     names = {n for g in report.graphs for n in g.timings}
     for name in names:
         if "@" in name or ":" in name or name not in BACKENDS or backend_class(name).reference:

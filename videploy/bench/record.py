@@ -95,7 +95,7 @@ def markdown(d: dict[str, Any]) -> str:
         "| graph | batch | backend | mean | median | p90 | p95 | p99 | min | max | views/s | videos/s | GFLOP/s | % of peak | speedup |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for g in d["graphs"]:
+    for g in d["graphs"] + d.get("whole_model", []):
         for name, t in g["backends"].items():
             frac = t.get("fraction_of_matmul_peak")
             lines.append(

@@ -243,7 +243,7 @@ def print_report(out: Any, report: Any) -> None:
         columns.append(("speedup", "right"))
     for col, just in columns:
         table.add_column(col, justify=just, no_wrap=True)
-    for g in d["graphs"]:
+    for g in d["graphs"] + d.get("whole_model", []):
         for name, t in g["backends"].items():
             tput = t["throughput_per_s"]
             # end to end: each video also decodes once (decode + preprocess, measured separately, serially)
@@ -254,9 +254,11 @@ def print_report(out: Any, report: Any) -> None:
             table.add_row(*row)
     out.print(table)
     out.print("  graph videos/s: the graph alone; end-to-end: with each video's decode + preprocess (the median above) before it, as 'videploy predict' runs")
+    if d.get("whole_model"):
+        out.print("  whole model: AdaFocusV3's glance, policy and every local step through the runtime's chain, every exit forced (what a video costs)")
     others = sorted({n for g in d["graphs"] for n in g["backends"] if n != ref})
     for name in others:
-        pairs = ", ".join(f"'{g['role']}' batch {g['batch']}: {_x(g['speedup'][name])}" for g in d["graphs"] if name in g["backends"])
+        pairs = ", ".join(f"'{g['role']}' batch {g['batch']}: {_x(g['speedup'][name])}" for g in d["graphs"] + d.get("whole_model", []) if name in g["backends"])
         out.print(f"[bold]{name}[/] is these times the speed of [bold]{ref}[/] (reference): {pairs}")
 
     dec = d["decode"]
