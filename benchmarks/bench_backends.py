@@ -28,42 +28,6 @@ from _common import FULL, SMALL, export, header, log, markdown_table, ms
 from videploy import jsonsafe
 
 
-def whole_chain(bundle: Path, names: list[str], torch_names: list[str], batches: list[int], args: argparse.Namespace) -> list[list[str]]:
-    """AdaFocusV3 as a whole: glance, policy and every local step through the runtime's one chain
-    (the same host glue for every backend), every exit forced, so the family's ratio is the
-    whole model's, not one graph's."""
-    import math
-    import time
-
-    from videploy.bench.backends import close_all, open_backends
-    from videploy.bench.timing import Case, measure_interleaved
-    from videploy.bundle.bundle import Bundle
-    from videploy.export.verify import batch_of, real_views
-    from videploy.runtime.adaptive import AdaptiveRunner
-
-    b = Bundle.of(bundle)
-    never = [-math.inf] * (b.early_exit.num_steps + 1)
-    view, _ = real_views(b.manifest.preprocessing)
-    slots = [s for s in open_backends(names, b, threads=args.threads) if s.ok]
-    rows = []
-    try:
-        runners = {s.name: AdaptiveRunner(s.backend) for s in slots}
-        for batch in batches:
-            videos = list(batch_of(view, batch))
-            cases = [Case(n, (lambda r=r: r.run(videos, thresholds=never, batch_size=batch)), items=batch) for n, r in runners.items()]
-            t = measure_interleaved(cases, repeat=args.repeat, warmup=args.warmup, clock=time.perf_counter)
-            torch_ran = {n: t[n].stats.median for n in torch_names if n in t}
-            best = min(torch_ran, key=torch_ran.get) if torch_ran else None
-            for n, x in t.items():
-                if n in torch_names:
-                    continue
-                speed = f"{torch_ran[best] / x.stats.median:.2f}x vs {best}" if best else "-"
-                rows.append(["adafocusv3", b.manifest.model_name, "whole chain, all steps", str(batch), n, ms(x.stats.median), ", ".join(f"{k} {ms(v)}" for k, v in torch_ran.items()) or "-", speed])
-    finally:
-        close_all(slots)
-    return rows
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--families", default=",".join(SMALL), help=f"comma-separated, from {', '.join(SMALL)} (default: all)")
@@ -101,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
                 adaptive=False, end_to_end=False, progress=log,
             )
             reports.append(r.to_dict())
-            for g in r.graphs:
+            for g in r.graphs + r.whole_model:  # AdaFocusV3: also the whole chain, every step, through the runtime
                 torch_ran = {n: g.timings[n].stats.median for n in torch_names if n in g.timings}
                 best_torch = min(torch_ran, key=torch_ran.get) if torch_ran else None
                 for n, t in g.timings.items():
@@ -117,9 +81,6 @@ def main(argv: list[str] | None = None) -> int:
                         ", ".join(f"{k} {ms(v)}" for k, v in torch_ran.items()) or "-",
                         f"{torch_ran[best_torch] / t.stats.median:.2f}x vs {best_torch}" if best_torch else "-",
                     ])
-            if r.manifest.early_exit is not None:
-                log(f"timing {family}'s whole chain (every step forced) on {', '.join(names)}")
-                rows += whole_chain(bundle, names, torch_names, batches, args)
             skipped = [b for b in r.backends if b["status"] != "ok"]
             for b in skipped:
                 log(f"{b['name']} skipped: {b['reason']}")
