@@ -147,3 +147,19 @@ def test_recognizer_prepares_focus_frames_only_for_videos_that_reach_them(adapti
     assert sum(f.prepared for f in made) > 0
     rec.close()
     assert S == 6 and len(GLANCE_INDICES) == 3 and SIZE == 16  # the toy this test reasons about
+
+
+def test_deferred_frames_kept_unconverted_stay_within_a_memory_budget(mp4, monkeypatch):
+    """Past MAX_RAW_BYTES per video, deferred frames are converted at once (a 4K video would
+    otherwise hold 25 MB per deferred frame); the numbers do not change."""
+    from videploy.runtime import video as video_mod
+    from videploy.runtime.video import RawFrame
+
+    frame_bytes = 48 * 64 * 3
+    monkeypatch.setattr(video_mod, "MAX_RAW_BYTES", 3 * frame_bytes)
+    lazy = load_video(mp4, PRE, seek=False, defer=DEFER).lazy
+    raw = [v for v in lazy._kept.values() if isinstance(v, RawFrame)]
+    assert len(raw) == 3 and sum(r.bgr.nbytes for r in raw) <= 3 * frame_bytes
+    np.testing.assert_array_equal(lazy[np.arange(12)], load_video(mp4, PRE, seek=False).views[0])
+    assert lazy.prepared == 3  # only the three kept raw needed work later
+    lazy.close()

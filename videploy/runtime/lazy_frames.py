@@ -16,7 +16,8 @@ with ``defer=`` reads the glance frames ready for the model and leaves the rest 
 :meth:`prefetch` prepares frames on a worker thread while the model runs (OpenCV releases the GIL).
 The runner asks for the next step's frames that way, so at most one focus frame per exiting video
 is prepared in vain. Memory: the kept frames of the videos in flight (a decoded 720p frame is
-2.8 MB), released by :meth:`close`.
+2.8 MB; at most :data:`~videploy.runtime.video.MAX_RAW_BYTES` unconverted per video, the rest
+converted at once), released by :meth:`close`.
 """
 
 from __future__ import annotations

@@ -83,6 +83,10 @@ MAX_CLIPS = 64
 _PATTERN_CHARS = "%"
 # Seek instead of grabbing through when needed frames are on average this many frames apart.
 SEEK_MIN_GAP = 150
+# Deferred frames (AdaFocusV3's focus frames) kept decoded but unconverted, per video: beyond this
+# many bytes they are converted and cropped right away like the others (a 720p frame is 2.8 MB,
+# a 4K one 25 MB; memory stays bounded per video in flight, whatever the resolution).
+MAX_RAW_BYTES = 256 * 2**20
 # A frame array source must be (T, H, W, 3) uint8 RGB.
 VideoSource = Union[str, os.PathLike, np.ndarray]
 
@@ -439,7 +443,7 @@ class _Reader:
         try:
             last = wanted[-1]
             todo = set(wanted)
-            i = 0
+            i = raw_bytes = 0
             while i <= last:
                 if not cap.grab():
                     return None  # fewer frames than claimed
@@ -447,7 +451,11 @@ class _Reader:
                     ok, frame = cap.retrieve()
                     if not ok or frame is None:
                         return None
-                    out[i] = self._raw(frame, transform) if i in later else self._keep(frame, transform)
+                    if i in later and raw_bytes + frame.nbytes <= MAX_RAW_BYTES:
+                        out[i] = self._raw(frame, transform)
+                        raw_bytes += frame.nbytes
+                    else:
+                        out[i] = self._keep(frame, transform)
                 i += 1
             if n is not None:
                 # Verify the count: exactly n frames. The tail after the last wanted frame is short
