@@ -33,6 +33,9 @@ What it measures:
                     videos that reach them (lazy) and all up front (eager), and the share of
                     the GFLOPs-predicted time saving that early exit realised end to end.
                     Give several different files: copies of one video all exit alike.
+  whole model       AdaFocusV3: glance, policy and every local step through the runtime's
+                    chain, every exit forced, on every backend and --batch size: what a video
+                    costs (graphs timed one call at a time run colder); --set-default uses it.
   AdaFocusV3 only   on a stream of --videos clips, with the first backend that runs:
                     early exit vs all focus steps: GFLOPs per video from the runtime's
                     accounting and measured time, as ratios; static vs continuous batching:
