@@ -92,7 +92,6 @@ def bench_end_to_end(
     paths = [str(f) for f in files]
     n = len(paths)
     rec = Recognizer(backend.bundle, backend=backend, decode_workers=decode_workers)
-    inline = Recognizer(backend.bundle, backend=backend, decode_workers=0)
     cases: list[Case] = []
     gflops: dict[str, float] = {}
     stages: dict[str, tuple[str, str]] = {}
@@ -111,6 +110,7 @@ def bench_end_to_end(
         return run
 
     if rec.adaptive is None:
+        inline = Recognizer(backend.bundle, backend=backend, decode_workers=0)
         cases += [
             Case("decode", decode_all(False), items=n),
             Case("model", predict(rec, decoded), items=n),
