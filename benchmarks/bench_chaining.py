@@ -68,6 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     from videploy.bench.timing import Case, measure_interleaved
     from videploy.export.onnx_export import export_graph
     from videploy.export.verify import batch_of, real_views
+    from videploy.runtime.backends.onnxruntime import session_options
     from videploy.models import create
 
     name, overrides = (FULL["adafocusv3"], None) if args.full_size else SMALL["adafocusv3"]
@@ -82,9 +83,8 @@ def main(argv: list[str] | None = None) -> int:
         mono.input_names, mono.output_names = ("video",), ("logits",)
         mono.example_inputs = lambda batch_size=1: (torch.from_numpy(batch_of(view, batch_size)),)
         proto = export_graph(mono, "monolithic", None)
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads, opts.inter_op_num_threads = args.threads, 1
-        session = ort.InferenceSession(proto.SerializeToString(), sess_options=opts, providers=["CPUExecutionProvider"])
+        # the same session options as the runtime's (threads, no spinning after a run)
+        session = ort.InferenceSession(proto.SerializeToString(), sess_options=session_options(ort, args.threads), providers=["CPUExecutionProvider"])
         rec = runtime.load(bundle, threads=args.threads, decode_workers=0)
         ee = rec.manifest.early_exit
         never = [-math.inf] * (ee.num_steps + 1)

@@ -37,6 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     from videploy.bench.timing import Case, measure_interleaved
     from videploy.export.onnx_export import export_graph
     from videploy.models import create
+    from videploy.runtime.backends.onnxruntime import session_options
 
     torch.manual_seed(0)
     model = create(args.model).eval()
@@ -51,8 +52,7 @@ def main(argv: list[str] | None = None) -> int:
         protos["Conv1d layout (before)"] = export_graph(graph, "main", None)
     finally:
         vfn.exporting = original
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads, opts.inter_op_num_threads = args.threads, 1
+    opts = session_options(ort, args.threads)  # the runtime's own options
     sessions = {k: ort.InferenceSession(v.SerializeToString(), sess_options=opts, providers=["CPUExecutionProvider"]) for k, v in protos.items()}
     x = torch.randn(args.batch, *model.example_inputs(1)[0].shape[1:]).numpy()
     outs = [s.run(None, {"video": x})[0] for s in sessions.values()]

@@ -37,6 +37,8 @@ def matmul_peak(threads: int | None = None, n: int = 1024, repeat: int = 7) -> P
     ort = require("onnxruntime", "the matrix-multiply probe")
     from onnx import TensorProto, helper
 
+    from videploy.runtime.backends.onnxruntime import session_options
+
     graph = helper.make_graph(
         [helper.make_node("MatMul", ["a", "b"], ["c"])],
         "matmul_probe",
@@ -46,11 +48,7 @@ def matmul_peak(threads: int | None = None, n: int = 1024, repeat: int = 7) -> P
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = min(model.ir_version, 9)
     onnx.checker.check_model(model)
-    opts = ort.SessionOptions()
-    if threads is not None:
-        opts.intra_op_num_threads = int(threads)
-        opts.inter_op_num_threads = 1
-    session = ort.InferenceSession(model.SerializeToString(), sess_options=opts, providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(model.SerializeToString(), sess_options=session_options(ort, threads), providers=["CPUExecutionProvider"])
     rng = np.random.default_rng(0)
     feed = {"a": rng.standard_normal((n, n), dtype=np.float32), "b": rng.standard_normal((n, n), dtype=np.float32)}
     session.run(None, feed)  # warm-up

@@ -119,6 +119,24 @@ def provider_options(bundle: Bundle, graph: GraphSpec, device: str, precision: s
     return [trt, cuda, {}]
 
 
+def session_options(ort: Any, threads: int | None) -> Any:
+    """The CPU session options every videploy onnxruntime session uses (benchmarks' baselines too).
+
+    ``threads`` intra-op threads (None: onnxruntime's default, one per physical core), one inter-op
+    thread. Pool threads stop busy-waiting when a run ends: by default they spin on, and in
+    AdaFocusV3's chain, which switches sessions every call, the last session's spinning threads
+    took the CPU from the next one -- on 2 cores the policy ran in 72 ms right after the glance vs
+    41 ms after a pause (benchmarks/bench_chaining.py). Between runs they would also take the CPU
+    from the decode workers. Our runs last milliseconds, so waking the threads costs nothing.
+    """
+    opts = ort.SessionOptions()
+    if threads is not None:
+        opts.intra_op_num_threads = int(threads)
+        opts.inter_op_num_threads = 1
+    opts.add_session_config_entry("session.force_spinning_stop", "1")
+    return opts
+
+
 class OnnxRuntimeBackend(Backend):
     name = "onnxruntime"
     devices = tuple(_PROVIDERS)
@@ -170,10 +188,7 @@ class OnnxRuntimeBackend(Backend):
 
     def _load(self, graph: GraphSpec) -> None:
         path = self.bundle.graph_file(graph.role, self.precision)
-        opts = self.ort.SessionOptions()
-        if self._threads is not None:
-            opts.intra_op_num_threads = self._threads
-            opts.inter_op_num_threads = 1
+        opts = session_options(self.ort, self._threads)
         options = provider_options(self.bundle, graph, self.device, self.precision, self.device_id)
         if self.device == "tensorrt":
             Path(options[0]["trt_engine_cache_path"]).mkdir(parents=True, exist_ok=True)
