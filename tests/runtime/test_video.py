@@ -152,6 +152,25 @@ def test_options_bgr_squish_nonsquare():
     assert small.views.shape == (1, 4, 3, 32, 32)
 
 
+@pytest.mark.parametrize("order", ["RGB", "BGR"])
+@pytest.mark.parametrize("scale, mean, std", [(1 / 255, MEAN, STD), (1.0, (123.675, 116.28, 103.53), (58.395, 57.12, 57.375))])
+def test_normalise_is_the_float32_arithmetic_bit_for_bit(order, scale, mean, std):
+    """The table lookup gives exactly what (v * scale - mean) / std in float32 gives, per channel, in either order."""
+    p = Preprocessing(num_frames=4, sampling="segments", crop_size=(8, 8), resize_short=8, mean=mean, std=std, scale=scale, channel_order=order)
+    crops = np.random.default_rng(0).integers(0, 256, size=(5, 3, 7, 9, 3), dtype=np.uint8)
+    crops[0, 0, 0, :3] = [[0, 0, 0], [255, 255, 255], [1, 128, 254]]
+    rgb_mean, rgb_std = np.asarray(mean, np.float32), np.asarray(std, np.float32)
+    x = crops if order == "RGB" else crops[..., ::-1]
+    m, s = (rgb_mean, rgb_std) if order == "RGB" else (rgb_mean[::-1], rgb_std[::-1])
+    ref = np.moveaxis((x.astype(np.float32) * np.float32(scale) - m) / s, -1, -3)
+    t = video_mod._FrameTransform(p, 1)
+    assert t.normalise(crops).dtype == np.float32
+    assert t.normalise(crops).tobytes() == np.ascontiguousarray(ref).tobytes()
+    strided = crops[:, :, 1:6, 2:8]  # a view, not contiguous
+    np.testing.assert_array_equal(t.normalise(strided), ref[:, :, :, 1:6, 2:8])
+    assert t.normalise(crops[:0]).shape == (0, 3, 3, 7, 9)
+
+
 def test_decode_views_defaults_to_one_view(index_mp4):
     assert decode_views(index_mp4, pre()).shape == (1, 8, 3, 32, 32)
     assert decode_views(index_mp4, pre(), num_clips=2, num_crops=3).shape == (6, 8, 3, 32, 32)
