@@ -95,6 +95,8 @@ def test_damaged_inputs_are_reported_one_by_one(capsys, bundles, tmp_path):
     "argv, message",
     [
         (["--thresholds", "1,2"], "for adaptive"),
+        (["--continuous"], "for adaptive"),
+        (["--no-continuous"], "for adaptive"),
         (["--views", "3"], "CLIPSxCROPS"),
         (["--top-k", "0"], "--top-k must be >= 1"),
         (["--backend", "tensorrt"], "tensorrt"),
@@ -129,7 +131,7 @@ def test_budget_fits_thresholds_and_says_so(capsys, bundles, tmp_path):
     _, ada = bundles
     videos = [VIDEO] + [str(write_synthetic_video(tmp_path / f"v{i}.mp4", 40 + 10 * i, (64, 80), pattern="moving" if i % 2 else "index")) for i in range(5)]
     budget = (EXIT_GFLOPS[0] + EXIT_GFLOPS[-1]) / 2
-    for continuous in ([], ["--continuous"]):
+    for continuous in (["--no-continuous"], [], ["--continuous"]):
         code, doc = run_json(capsys, ada, *videos, "--budget", budget, "--batch-size", 3, *continuous)
         assert code == 0
         spent = [r["gflops"] for r in doc["results"]]

@@ -36,6 +36,7 @@ def test_help_teaches(capsys):
     [
         (["--thresholds", "1,2"], "for adaptive"),
         (["--continuous"], "for adaptive"),
+        (["--no-continuous"], "for adaptive"),
         (["--views", "3"], "CLIPSxCROPS"),
         (["--top-k", "0"], "top-k must be >= 1"),
         (["--batch-size", "5000"], "between 1 and the bundle's maximum"),

@@ -126,7 +126,7 @@ class Spy:
 def test_batched_mode_compacts_the_batch(adaptive_dir, videos, thresholds):
     r = runner_for(adaptive_dir)
     spy = Spy(r.backend)
-    outcomes = r.run(list(videos[:8]), thresholds=thresholds, batch_size=8)
+    outcomes = r.run(list(videos[:8]), thresholds=thresholds, batch_size=8, continuous=False)
     sizes = [len(s) for s in spy.steps]
     active_after_policy = sum(oc.exit > 0 for oc in outcomes)
     assert sizes[0] == active_after_policy
@@ -148,8 +148,12 @@ def test_continuous_mode_keeps_the_batch_full_with_mixed_steps(adaptive_dir, vid
     assert all(a >= b for a, b in zip(sizes, sizes[1:])), sizes
     batched = runner_for(adaptive_dir)
     spy_b = Spy(batched.backend)
-    batched.run(list(videos), thresholds=thresholds, batch_size=4)
+    batched.run(list(videos), thresholds=thresholds, batch_size=4, continuous=False)
     assert len(spy.steps) < len(spy_b.steps)  # fewer, fuller local calls than the batched schedule
+    default = runner_for(adaptive_dir)
+    spy_d = Spy(default.backend)
+    default.run(list(videos), thresholds=thresholds, batch_size=4)
+    assert spy_d.steps == spy.steps  # continuous is the default schedule
 
 
 def test_threshold_sources_and_errors(tmp_path, toy_adafocus, videos, reference):

@@ -36,7 +36,7 @@ examples:
   videploy predict vfn_t/ walk.mp4 --views 4x3 --top-k 3           official 12-view test
   videploy predict stam/ clips/*.mp4 --json > predictions.json
   videploy predict ada/ video.mp4 --thresholds 0.5,0.8,0.8,1.0,...  one eta per exit (glance first)
-  videploy predict ada/ clips/*.mp4 --budget 8.5 --continuous       average 8.5 GFLOPs per video
+  videploy predict ada/ clips/*.mp4 --budget 8.5                    average 8.5 GFLOPs per video
   videploy predict ada/ video.mp4 --visualize focus.png             draw the focus boxes
   videploy predict vfn_t/ walk.mp4 --backend onnxruntime --device cuda
   videploy predict vfn_t/ walk.mp4 --backend tensorrt               engines from 'videploy build'
@@ -67,7 +67,11 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--views", metavar="CxK", help="multi-view test: CLIPSxCROPS (crops 1 or 3), or 'official' (default 1x1)")
     add_exit_threshold_arguments(p, fitted_on="the given videos themselves (a demonstration; videploy calibrate-exits fits them on labelled videos)")
     p.add_argument("--batch-size", type=int, metavar="N", help="rows per backend call (default: the bundle's maximum batch)")
-    p.add_argument("--continuous", action="store_true", help="AdaFocusV3: continuous batching (refill the local-encoder batch as videos exit)")
+    p.add_argument(
+        "--continuous",
+        action=argparse.BooleanOptionalAction,
+        help="AdaFocusV3 batching: continuous (the default) refills the local-encoder batch as videos exit; --no-continuous runs each batch to its end (static). Same results either way",
+    )
     p.add_argument("--visualize", metavar="OUT", help="AdaFocusV3: draw the focus cubes to OUT.png/.jpg (contact sheet) or OUT.mp4/.avi")
     p.add_argument("--json", action="store_true", help="print JSON instead of tables")
     p.add_argument("--threads", type=int, metavar="N", help="onnxruntime intra-op threads (default: onnxruntime's choice)")

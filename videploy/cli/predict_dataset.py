@@ -41,7 +41,7 @@ EPILOG = """\
 examples:
   videploy predict-dataset vfn_t/ videos/ -o preds/
   videploy predict-dataset vfn_t/ 'k400/val/**/*.mp4' -o preds/ --labels k400.txt --top-k 5
-  videploy predict-dataset ada/ val.csv -o preds/ --thresholds 0.5,0.8,0.8,1.0,... --continuous
+  videploy predict-dataset ada/ val.csv -o preds/ --thresholds 0.5,0.8,0.8,1.0,...
   videploy predict-dataset vfn_t/ videos/ -o preds/ --actors 4 --cpus-per-actor 2
   videploy predict-dataset vfn_t/ videos/ -o preds/ --backend tensorrt --address auto     one actor per GPU
   videploy predict-dataset vfn_t/ videos/ -o preds/ --device cuda --gpus-per-actor 0.5    two actors share a GPU
@@ -73,7 +73,11 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     g.add_argument("--views", metavar="CxK", help="multi-view test: CLIPSxCROPS or 'official' (default 1x1)")
     g.add_argument("--thresholds", metavar="T0,T1,...", help="AdaFocusV3 exit thresholds eta_0..eta_T in nats (default: the bundle's)")
     g.add_argument("--batch-size", type=int, metavar="N", help="rows per backend call (default: the bundle's maximum batch)")
-    g.add_argument("--continuous", action="store_true", help="AdaFocusV3: continuous batching inside each actor call")
+    g.add_argument(
+        "--continuous",
+        action=argparse.BooleanOptionalAction,
+        help="AdaFocusV3 batching inside each actor call: continuous (the default) or --no-continuous (static)",
+    )
     g.add_argument("--threads", type=int, metavar="N", help="onnxruntime intra-op threads per actor (default: --cpus-per-actor)")
     s = p.add_argument_group("scale-out (Ray)")
     s.add_argument("--address", metavar="ADDR", help="existing Ray cluster: auto, HOST:6379 or ray://HOST:10001 (default: start a local instance)")

@@ -41,7 +41,7 @@ class PredictOptions:
     thresholds: Sequence[float] | None = None  # AdaFocusV3: eta_0..eta_T
     budget: float | None = None  # AdaFocusV3: fit thresholds on the inputs for this average GFLOPs
     batch_size: int | None = None
-    continuous: bool = False  # AdaFocusV3: continuous batching
+    continuous: bool | None = None  # AdaFocusV3 batching: None/True continuous (the default), False static
     visualize: str | Path | None = None  # AdaFocusV3: draw the cubes (png/jpg/mp4/avi)
     threads: int | None = None  # backends that take it (onnxruntime, torch)
     checkpoint: str | Path | None = None  # the torch backend: the checkpoint the bundle was exported from
@@ -145,7 +145,7 @@ def predict_files(
         if rec.adaptive is not None:
             run.thresholds = resolve_exit_thresholds(rec, thresholds=options.thresholds)
         thresholds = list(run.thresholds.values) if run.thresholds is not None else None
-        stream = rec.iter_predict(videos, options.top_k, options.views, thresholds, options.batch_size, options.continuous, on_error=failed, keep_display=keep_display)
+        stream = rec.iter_predict(videos, options.top_k, options.views, thresholds, options.batch_size, options.continuous is not False, on_error=failed, keep_display=keep_display)
         for result in stream:
             emit(result)
     if options.visualize:
@@ -175,7 +175,7 @@ def _predict_fitted(
             yield vi.views[0]
 
     all_steps = [never_stops(ee.criterion)] * (ee.num_steps + 1)
-    for i, oc in enumerate(rec.adaptive.iter_run(frames(), thresholds=all_steps, batch_size=options.batch_size, continuous=options.continuous, keep_exit_logits=True)):
+    for i, oc in enumerate(rec.adaptive.iter_run(frames(), thresholds=all_steps, batch_size=options.batch_size, continuous=options.continuous is not False, keep_exit_logits=True)):
         vi, t0, decode = metas[i]
         kept.append((vi, oc, Timing(decode, time.perf_counter() - t0)))
     if not kept:
@@ -199,7 +199,7 @@ def _check_options(rec: Recognizer, options: PredictOptions) -> None:
     if options.top_k < 1:
         raise VideployError(f"--top-k must be >= 1, got {options.top_k}")
     if rec.adaptive is None:
-        for flag, value in (("--thresholds", options.thresholds), ("--budget", options.budget), ("--visualize", options.visualize), ("--continuous", options.continuous or None)):
+        for flag, value in (("--thresholds", options.thresholds), ("--budget", options.budget), ("--visualize", options.visualize), ("--continuous / --no-continuous", options.continuous)):
             if value is not None:
                 raise VideployError(f"{flag} is for adaptive (AdaFocusV3) bundles; {m.model_name!r} is a {m.family} bundle")
 

@@ -181,7 +181,7 @@ def check_request(bundle_dir: str, options: PredictOptions) -> tuple[Manifest, t
     if options.labels is not None:
         read_labels(Path(options.labels), m.num_classes)
     if m.early_exit is None:
-        for flag, value in (("thresholds", options.thresholds), ("continuous", options.continuous or None)):
+        for flag, value in (("thresholds", options.thresholds), ("continuous", options.continuous)):
             if value is not None:
                 raise VideployError(f"{flag} is for adaptive (AdaFocusV3) bundles; {m.model_name!r} is a {m.family} bundle")
     elif options.thresholds is not None:

@@ -24,7 +24,7 @@ class PredictOptions:
     views: str | None = None  # "CLIPSxCROPS" or "official"; None: 1x1
     thresholds: tuple[float, ...] | None = None  # AdaFocusV3 exit thresholds eta_0..eta_T
     batch_size: int | None = None  # rows per backend call; None: the bundle's maximum
-    continuous: bool = False  # AdaFocusV3 continuous batching
+    continuous: bool | None = None  # AdaFocusV3 batching: None/True continuous (the default), False static
     threads: int | None = None  # onnxruntime intra-op threads; None: the actor's CPUs
 
     @property

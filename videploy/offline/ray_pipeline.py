@@ -126,7 +126,7 @@ class InferenceActor:
         if not inputs:
             return []
         o = self.options
-        kw = dict(top_k=o.top_k, thresholds=o.thresholds, batch_size=o.batch_size, continuous=o.continuous)
+        kw = dict(top_k=o.top_k, thresholds=o.thresholds, batch_size=o.batch_size, continuous=o.continuous is not False)
         try:
             return self.rec.predict_batch(inputs, **kw)
         except VideployError as exc:

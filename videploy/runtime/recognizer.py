@@ -264,13 +264,14 @@ class Recognizer:
         views: ViewSpec = None,
         thresholds: Sequence[float] | None = None,
         batch_size: int | None = None,
-        continuous: bool = False,
+        continuous: bool = True,
     ) -> list[Prediction]:
         """Predict many videos; results in input order.
 
         ``batch_size`` (default: the bundle's maximum) bounds each backend call. ``continuous``
-        (AdaFocusV3) keeps the local-encoder batch full by admitting new videos as others exit;
-        results are identical either way.
+        (AdaFocusV3; the default) keeps the local-encoder batch full by admitting new videos as
+        others exit; ``False`` runs each batch to its end (static). Results are identical either
+        way; other families ignore it.
         """
         return list(self.iter_predict(videos, top_k, views, thresholds, batch_size, continuous))
 
@@ -281,7 +282,7 @@ class Recognizer:
         views: ViewSpec = None,
         thresholds: Sequence[float] | None = None,
         batch_size: int | None = None,
-        continuous: bool = False,
+        continuous: bool = True,
         on_error: Callable[[str, VideployError], None] | None = None,
         keep_display: bool = True,
     ) -> Iterator[Prediction]:
