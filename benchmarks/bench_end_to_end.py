@@ -40,36 +40,6 @@ def sample_sources() -> list[str]:
     return found or [str(sample_video_path())]
 
 
-def write_clips(sources: list[str], count: int, length: int, out: Path) -> list[str]:
-    """``count`` mp4 clips of up to ``length`` frames cut from ``sources`` (windows, every other one mirrored)."""
-    import cv2
-
-    clips = []
-    for i in range(count):
-        src = sources[i % len(sources)]
-        turn = i // len(sources)
-        cap = cv2.VideoCapture(src)
-        n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
-        fps = cap.get(cv2.CAP_PROP_FPS) or 25.0
-        start = (turn * length // 3) % max(1, n - length) if n > length else 0
-        cap.set(cv2.CAP_PROP_POS_FRAMES, start)
-        path = out / f"clip{i:02d}.mp4"
-        writer = None
-        for _ in range(length):
-            ok, frame = cap.read()
-            if not ok:
-                break
-            frame = frame[:, ::-1] if turn % 2 else frame
-            if writer is None:
-                writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (frame.shape[1], frame.shape[0]))
-            writer.write(frame.copy())
-        cap.release()
-        if writer is not None:
-            writer.release()
-            clips.append(str(path))
-    return clips
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--full-size", action="store_true", help="the zoo models at their real size (slow)")
@@ -85,12 +55,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--keep", metavar="DIR", help="reuse / keep exported bundles here")
     args = p.parse_args(argv)
 
+    from videploy.bench.inputs import write_clip_files
     from videploy.bench.pipeline import bench_end_to_end
     from videploy.runtime.backends.onnxruntime import OnnxRuntimeBackend
     sources = args.video or sample_sources()
     lines = header(f"End to end on {args.clips} real clips ({'full size' if args.full_size else 'small configs'}, batch {args.batch}, {args.threads} threads, {args.decode_workers} decode worker)")
     with tempfile.TemporaryDirectory(prefix="videploy-e2e-") as tmp:
-        clips = write_clips(sources, args.clips, args.length, Path(tmp))
+        clips = write_clip_files(sources, args.clips, args.length, Path(tmp))
         log(f"wrote {len(clips)} clips from {', '.join(Path(s).name for s in sources)}")
         for family in args.families.split(","):
             root = Path(args.keep) if args.keep else Path(tmp)

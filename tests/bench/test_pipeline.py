@@ -12,6 +12,8 @@ import pytest
 from tests.bench.bundles import tiny_focalnet_bundle
 from tests.runtime.toys import TF, ToyAdaFocus, adaptive_bundle
 from videploy import jsonsafe
+from videploy.bench.inputs import write_clip_files
+from videploy.errors import VideployError
 from videploy.bench.pipeline import bench_end_to_end
 from videploy.runtime.backends.onnxruntime import OnnxRuntimeBackend
 from videploy.runtime.samples import write_synthetic_video
@@ -57,3 +59,28 @@ def test_static_end_to_end(tmp_path, files):
     assert e.realised() is None and e.stages["end to end"] == ("decode", "model")
     assert 0 < e.efficiency("end to end") < 10
     backend.close()
+
+
+def test_clip_files_are_distinct_windows_of_the_sources(tmp_path, files):
+    import cv2
+
+    out = tmp_path / "clips"
+    out.mkdir()
+    clips = write_clip_files(files[:2], count=5, length=12, out=out)
+    assert len(clips) == 5 and len(set(clips)) == 5
+    frames = []
+    for c in clips:
+        cap = cv2.VideoCapture(c)
+        got = []
+        while True:
+            ok, f = cap.read()
+            if not ok:
+                break
+            got.append(f)
+        cap.release()
+        assert 1 <= len(got) <= 12
+        frames.append(np.stack(got))
+    # source 0, turns 0 and 1: a later window, mirrored -- not the same clip
+    assert frames[0].shape[1:] == frames[2].shape[1:] and not np.array_equal(frames[0][:5], frames[2][:5])
+    with pytest.raises(VideployError, match="no frames could be read"):
+        write_clip_files([str(tmp_path / "missing.mp4")], count=2, length=4, out=out)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import math
 import statistics
 import subprocess
 import sys
@@ -176,6 +177,10 @@ def test_out_writes_the_complete_record(capsys, bundles, tmp_path):
     assert {"decode, every frame", "decode, glance frames", "end to end, early exit, lazy", "end to end, all steps, eager"} <= set(e2e["cases"])
     assert all(len(c["samples_s"]) == 2 for c in e2e["cases"].values())
     assert 0 < e2e["cases"]["end to end, early exit, lazy"]["efficiency"]
+    # distinct clip files, so the fitted thresholds really send videos out early end to end
+    cases = e2e["cases"]
+    assert cases["end to end, early exit, lazy"]["gflops_per_video"] < cases["end to end, all steps, lazy"]["gflops_per_video"]
+    assert isinstance(e2e["realised_lazy"], float) and math.isfinite(e2e["realised_lazy"])
     md = (out / "report.md").read_text()
     for needle in ("p99", "% of peak", "cold start", "exit budget sweep", "stages (ms)", "## End to end", "vs slower stage", "| whole model |"):
         assert needle in md

@@ -22,6 +22,7 @@ skipped with its reason when torch is missing.
 
 from __future__ import annotations
 
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,6 +55,8 @@ from videploy.jsonsafe import encode_float
 from videploy.runtime.recognizer import Recognizer
 from videploy.runtime.samples import sample_video_path
 from videploy.runtime.video import load_video
+
+E2E_CLIP_FRAMES = 96  # frames per end-to-end clip file (benchmarks/bench_end_to_end.py's default too)
 
 Progress = Callable[[str], None]
 
@@ -244,7 +247,8 @@ def bench_bundle(
     from (default: the runtime's sample video). ``adaptive_batch``: AdaFocusV3's batch size for the
     stream (default: the largest of ``batches``); ``adaptive=False`` skips the stream benchmarks
     (graph latency only). ``end_to_end``: also time decode, model and both pipelined on
-    ``num_videos`` files cycled from ``videos`` (:mod:`videploy.bench.pipeline`), with
+    ``num_videos`` distinct clip files cut from ``videos`` (:func:`~videploy.bench.inputs.write_clip_files`;
+    :mod:`videploy.bench.pipeline`), with
     ``decode_workers`` threads decoding ahead. ``factories``: see
     :func:`videploy.bench.backends.open_backends`. ``command``: recorded in the report as given."""
     say = progress or (lambda msg: None)
@@ -311,9 +315,12 @@ def bench_bundle(
         )
         if end_to_end:
             bs = adaptive_batch if (ee is not None and adaptive_batch is not None) else max(ok_batches)
-            cycle = [files[i % len(files)] for i in range(num_videos)]
-            say(f"end to end on {running[0].name}: decode, model, and both pipelined ({num_videos} files, batch {bs})")
-            report.end_to_end = bench_end_to_end(running[0].backend, cycle, bs, repeat, warmup, clock, thresholds=thresholds, decode_workers=decode_workers)
+            say(f"end to end on {running[0].name}: decode, model, and both pipelined ({num_videos} distinct clip files, batch {bs})")
+            with tempfile.TemporaryDirectory(prefix="videploy-bench-clips-") as tmp:
+                # distinct files: the same few files cycled gave AdaFocusV3 a handful of distinct
+                # exits, too few to fit "equal exits" thresholds (it ran every step)
+                clips = bench_inputs.write_clip_files(files, num_videos, E2E_CLIP_FRAMES, Path(tmp))
+                report.end_to_end = bench_end_to_end(running[0].backend, clips, bs, repeat, warmup, clock, thresholds=thresholds, decode_workers=decode_workers)
             report.end_to_end_backend = running[0].name
             settings["decode_workers"] = decode_workers
         if ee is not None and adaptive:

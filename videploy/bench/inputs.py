@@ -56,6 +56,43 @@ def clip_stream(videos: Sequence[str | Path], count: int, preprocessing: Preproc
     return [out[i] for i in range(count)]
 
 
+def write_clip_files(sources: Sequence[str | Path], count: int, length: int, out: Path) -> list[str]:
+    """``count`` distinct mp4 files of up to ``length`` frames cut from ``sources`` in turn, at their
+    resolution: time windows a third of ``length`` apart, every other turn mirrored. End-to-end
+    timing needs real files, and distinct ones: AdaFocusV3's exits (and so its savings) differ
+    only between different videos."""
+    import cv2
+
+    clips = []
+    for i in range(count):
+        src = str(sources[i % len(sources)])
+        turn = i // len(sources)
+        cap = cv2.VideoCapture(src)
+        try:
+            n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+            fps = cap.get(cv2.CAP_PROP_FPS) or 25.0
+            start = (turn * length // 3) % max(1, n - length) if n > length else 0
+            cap.set(cv2.CAP_PROP_POS_FRAMES, start)
+            path = Path(out) / f"clip{i:03d}.mp4"
+            writer = None
+            for _ in range(length):
+                ok, frame = cap.read()
+                if not ok:
+                    break
+                frame = frame[:, ::-1] if turn % 2 else frame
+                if writer is None:
+                    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (frame.shape[1], frame.shape[0]))
+                writer.write(np.ascontiguousarray(frame))
+        finally:
+            cap.release()
+        if writer is not None:
+            writer.release()
+            clips.append(str(path))
+    if not clips:
+        raise VideployError(f"no frames could be read from {', '.join(str(s) for s in sources)} to write benchmark clips")
+    return clips
+
+
 def static_inputs(manifest: Manifest, stream: Sequence[VideoInput], batch: int) -> dict[str, np.ndarray]:
     """Input of a single-graph bundle's ``main`` at ``batch`` rows: the stream's views, cycled."""
     spec = manifest.graph("main").input("video")
