@@ -51,7 +51,6 @@ frames, a frame array of the wrong shape or dtype) raises :class:`VideployError`
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
 import shutil
@@ -606,11 +605,11 @@ class _FrameTransform:
         self.num_crops = crops
         self.crop_h, self.crop_w = pre.crop_size
         self.mmcv = pre.sampling == "clip"
-        mean = np.asarray(pre.mean, dtype=np.float32)
-        std = np.asarray(pre.std, dtype=np.float32)
-        if pre.channel_order == "BGR":
-            mean, std = mean[::-1], std[::-1]
-        self.mean, self.std = mean, std
+        # (1, 256, 3) float32: entry v of channel c is RGB channel c's value v normalised (the
+        # manifest's mean / std are in RGB order whatever order the model takes; see normalise)
+        values = np.arange(256, dtype=np.float32)[:, None]
+        mean, std = np.asarray(pre.mean, dtype=np.float32), np.asarray(pre.std, dtype=np.float32)
+        self._lut = np.ascontiguousarray(((values * np.float32(pre.scale) - mean) / std)[None])
 
     def target_size(self, h: int, w: int) -> tuple[int, int]:
         """(H, W) after the resize step, for a frame of (h, w)."""
@@ -709,10 +708,3 @@ class _FrameTransform:
             x = x[..., ::-1]
         return np.moveaxis(x, -1, -3)
 
-    @functools.cached_property
-    def _lut(self) -> np.ndarray:
-        """(1, 256, 3) float32: entry v of channel c is RGB channel c's value v normalised."""
-        values = np.arange(256, dtype=np.float32)[:, None]
-        rgb_mean = self.mean[::-1] if self.pre.channel_order == "BGR" else self.mean
-        rgb_std = self.std[::-1] if self.pre.channel_order == "BGR" else self.std
-        return np.ascontiguousarray(((values * np.float32(self.pre.scale) - rgb_mean) / rgb_std)[None])
