@@ -160,11 +160,12 @@ class OnnxRuntimeBackend(Backend):
         self.device_id = int(device_id)
         self._sessions: dict[str, Any] = {}
         super().__init__(bundle, device=device, precision=precision)
-        # On a GPU, binding keeps AdaFocusV3's features and states in device memory between graphs.
-        # On the CPU there is nothing to keep: once the pool threads stopped spinning after a run,
-        # the bound chain ran 2% slower than plain calls (1342 vs 1316 ms, full size, batch 8,
-        # every step, interleaved); the ~6% it had seemed to gain was the spinning's noise.
-        self.io_binding = (self.device != "cpu") if io_binding is None else bool(io_binding)
+        # AdaFocusV3's chain hands features and states from graph to graph: bound, they stay in
+        # onnxruntime's arena (device memory on a GPU) instead of being copied out after every call.
+        # On the CPU the two measured within a few percent of each other either way
+        # (benchmarks/bench_chaining.py times both), so the chain binds everywhere.
+        chained = self.bundle.early_exit is not None
+        self.io_binding = (self.device != "cpu" or chained) if io_binding is None else bool(io_binding)
         self._ort_device = "cpu" if self.device == "cpu" else "cuda"
 
     @property
