@@ -7,6 +7,8 @@ concat / to_host) that AdaFocusV3's early exits use.
 
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pytest
 import torch
@@ -230,6 +232,21 @@ def test_onnxruntime_gpu_provider_options(tmp_path, adaptive_dir):
     assert provider_options(bundle, local, "tensorrt", None)[0]["trt_fp16_enable"] is False
     assert provider_options(bundle, local, "cpu", None) == [{}]
     assert [set(o) for o in provider_options(bundle, local, "cuda", None)] == [{"device_id", "cudnn_conv_algo_search", "do_copy_in_default_stream"}, set()]
+
+
+def test_tensorrt_engines_of_a_read_only_bundle_go_to_the_videploy_cache(tmp_path, adaptive_dir, monkeypatch):
+    from videploy.bundle.bundle import Bundle
+    from videploy.runtime.backends import onnxruntime as ort_backend
+
+    bundle = Bundle.open(adaptive_dir)
+    monkeypatch.setenv("VIDEPLOY_CACHE", str(tmp_path / "cache"))
+    # root may write anywhere, so the read-only case is what os.access answers
+    monkeypatch.setattr(ort_backend.os, "access", lambda path, mode: False)
+    first = ort_backend.trt_cache_dir(bundle)
+    assert first.parent == tmp_path / "cache" / "ort-trt"
+    assert ort_backend.provider_options(bundle, bundle.graph("local"), "tensorrt", None)[0]["trt_engine_cache_path"] == str(first)
+    other = Bundle.open(shutil.copytree(adaptive_dir, tmp_path / "copy"))
+    assert ort_backend.trt_cache_dir(other) != first  # one folder per bundle: engines never mix
 
 
 def test_openvino_runs_fp32_unless_reduced_precision_is_asked_for(static_dir, toy_static):

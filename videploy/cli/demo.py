@@ -58,7 +58,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         parents=[verbose_parent()],
     )
     p.add_argument("--out", default="videploy-demo", metavar="DIR", help="bundles, curve, cube drawings and demo.json go here (default ./videploy-demo)")
-    p.add_argument("--cache", metavar="DIR", help="where the generated clips are kept and reused (default ~/.cache/videploy, or $VIDEPLOY_CACHE)")
+    p.add_argument("--cache", metavar="DIR", help="where the generated clips are kept and reused (default $VIDEPLOY_CACHE, else ~/.cache/videploy)")
     p.add_argument("--videos", type=int, metavar="N", help="use only the first N validation and N test videos (default: all 300 of each)")
     p.add_argument("--threads", type=int, metavar="N", help="onnxruntime intra-op threads (default: onnxruntime's choice, all cores)")
     p.add_argument("--json", action="store_true", help="print the table as JSON on stdout: {num_classes, rows: [{name, accuracy, gflops_per_video, videos_per_s}], ...}")

@@ -73,7 +73,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--chain-clips", type=int, default=32, metavar="N", help="AdaFocusV3: calibration clips the chain check runs (default 32; 0 = no chain check)")
     p.add_argument("--keep-float", action="append", default=[], metavar="GRAPH", help="leave this graph (role, e.g. policy) in float (repeatable)")
     p.add_argument("--no-sensitivity", action="store_true", help="quantize every layer without measuring which hurt")
-    p.add_argument("--cache-dir", metavar="DIR", help="calibration cache (default $VIDEPLOY_CACHE_DIR or ~/.cache/videploy)")
+    p.add_argument("--cache-dir", metavar="DIR", help="calibration cache (default $VIDEPLOY_CACHE, else ~/.cache/videploy)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing bundle at OUT")
     p.set_defaults(func=run)
     return p

@@ -20,7 +20,6 @@ trained on the generated action videos (:mod:`videploy.datasets.actions`). The d
 from __future__ import annotations
 
 import hashlib
-import os
 import shutil
 import tempfile
 import time
@@ -32,6 +31,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from videploy import jsonsafe
+from videploy.cache import cache_root
 from videploy.datasets import actions
 from videploy.errors import VideployError
 from videploy.optional import require
@@ -117,15 +117,10 @@ def data_key(seed: int = 0, splits: dict[str, int] | None = None, spec: actions.
     return h.hexdigest()[:12]
 
 
-def default_cache() -> Path:
-    root = os.environ.get("VIDEPLOY_CACHE") or os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "videploy")
-    return Path(root)
-
-
 def demo_data(cache: str | Path | None = None, seed: int = 0, say: Say = lambda msg: None, progress: bool = True) -> Path:
     """The validation and test clips: reused from ``cache`` when complete, else generated there
     atomically (a half-written folder is never mistaken for a finished one)."""
-    root = Path(cache) if cache is not None else default_cache()
+    root = Path(cache) if cache is not None else cache_root()
     target = root / f"actions-{data_key(seed)}"
     if (target / "labels.txt").is_file() and all((target / f"{s}.csv").is_file() for s in DEMO_SPLITS):
         say(f"reusing the generated clips in {target}")

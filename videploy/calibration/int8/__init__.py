@@ -7,8 +7,7 @@
 from videploy.calibration.int8.bundle import (
     QuantizeOptions,
     QuantizeResult,
-    default_cache_dir,
     quantize_bundle,
 )
 
-__all__ = ["QuantizeOptions", "QuantizeResult", "default_cache_dir", "quantize_bundle"]
+__all__ = ["QuantizeOptions", "QuantizeResult", "quantize_bundle"]

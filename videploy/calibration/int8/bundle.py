@@ -24,7 +24,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-import os
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -34,6 +33,7 @@ from typing import Any, Sequence
 from videploy.bundle.bundle import Bundle
 from videploy.bundle.manifest import write_manifest
 from videploy.bundle.writer import staged_bundle
+from videploy.cache import cache_root
 from videploy.calibration.int8 import agreement, chain, inputs, quantize, sensitivity, videos
 from videploy.errors import VideployError
 from videploy.jsonsafe import encode
@@ -41,15 +41,6 @@ from videploy.jsonsafe import encode
 log = logging.getLogger(__name__)
 
 VARIANT_FILE = "{role}.{variant}.onnx"
-
-
-def default_cache_dir() -> Path:
-    """``$VIDEPLOY_CACHE_DIR``, else ``$XDG_CACHE_HOME/videploy``, else ``~/.cache/videploy``."""
-    env = os.environ.get("VIDEPLOY_CACHE_DIR")
-    if env:
-        return Path(env)
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    return (Path(xdg) if xdg else Path.home() / ".cache") / "videploy"
 
 
 @dataclass(frozen=True)
@@ -117,14 +108,14 @@ def quantize_bundle(
         raise VideployError(f"{str(bundle.root)!r} holds {bundle.manifest.precision} graphs; quantize the FP32 bundle that export wrote")
     if Path(output).resolve() == bundle.root.resolve():
         raise VideployError("the INT8 bundle must go to a new directory (-o), not over the FP32 bundle it is made from")
-    cache_root = Path(options.cache_dir) if options.cache_dir is not None else default_cache_dir()
+    cache_dir = Path(options.cache_dir) if options.cache_dir is not None else cache_root()
     bs = min(8, bundle.manifest.batch.max) if options.batch_size is None else bundle.batch_size(options.batch_size)
 
     files = videos.video_files(video_sources)
     dkey = videos.data_key(files, bundle.manifest.preprocessing, options.clips_per_video, options.max_clips, options.holdout_every)
     n_chain = options.chain_clips if bundle.adaptive else 0
     ikey = inputs.inputs_key(bundle, dkey, n_chain)
-    cache = inputs.InputCache(cache_root)
+    cache = inputs.InputCache(cache_dir)
     data = cache.load(ikey)
     cached = data is not None
     if data is None:
@@ -141,7 +132,7 @@ def quantize_bundle(
         for g in bundle.manifest.graphs:
             model = bundle.graph_file(g.role)
             feeds = data.inputs.batches(g.role, calibration_rows(g, bs))
-            ranges = cache_root / "ranges" / f"{g.role}-{inputs.graph_digest(bundle, g.role)[:16]}-{ikey[:16]}-{options.method}.json"
+            ranges = cache_dir / "ranges" / f"{g.role}-{inputs.graph_digest(bundle, g.role)[:16]}-{ikey[:16]}-{options.method}.json"
             quantize.calibrate(model, feeds, options.method, ranges)
             analysis = _analyse(g.role, model, ranges, data, calibration_rows(g, bs), options, Path(work) / g.role)
             analyses.append(analysis)

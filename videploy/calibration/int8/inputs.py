@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import os
 import tempfile
@@ -31,6 +32,10 @@ from videploy import jsonsafe
 from videploy.bundle.bundle import Bundle
 from videploy.calibration.int8.videos import Clip
 from videploy.errors import VideployError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_BYTES = 2 << 30  # recorded inputs kept across runs (a few full-size video sets)
 
 
 @dataclass(frozen=True)
@@ -110,10 +115,15 @@ class CachedData:
 
 
 class InputCache:
-    """``root/inputs/<key>.npz``: recorded graph inputs plus held-out clips (written atomically)."""
+    """``root/inputs/<key>.npz``: recorded graph inputs plus held-out clips (written atomically).
 
-    def __init__(self, root: str | Path):
+    Each entry is ~100 MB for a full-size model, and every new video set or bundle adds one, so
+    the folder is kept under ``max_bytes``: after a store, the least recently used entries go
+    (a load counts as a use). The entry just stored always stays."""
+
+    def __init__(self, root: str | Path, max_bytes: int = DEFAULT_MAX_BYTES):
         self.root = Path(root)
+        self.max_bytes = int(max_bytes)
 
     def path(self, key: str) -> Path:
         return self.root / "inputs" / f"{key}.npz"
@@ -122,6 +132,7 @@ class InputCache:
         path = self.path(key)
         if not path.is_file():
             return None
+        os.utime(path)  # recently used: the last to be pruned
         with np.load(path, allow_pickle=False) as z:
             meta = json.loads(str(z["__meta__"]))
             arrays: dict[str, dict[str, np.ndarray]] = {}
@@ -161,6 +172,30 @@ class InputCache:
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+        self.prune(keep=path)
         return path
+
+    def prune(self, keep: Path | None = None) -> list[Path]:
+        """Deletes the least recently used entries until the folder fits in ``max_bytes``."""
+        entries = []
+        for p in (self.root / "inputs").glob("*.npz"):
+            try:
+                st = p.stat()
+            except FileNotFoundError:  # another process pruned it first
+                continue
+            entries.append((st.st_mtime, st.st_size, p))
+        total = sum(size for _, size, _ in entries)
+        removed = []
+        for _, size, p in sorted(entries):
+            if total <= self.max_bytes:
+                break
+            if keep is not None and p == keep:
+                continue
+            p.unlink(missing_ok=True)
+            total -= size
+            removed.append(p)
+        if removed:
+            log.info("calibration cache: removed %d least recently used input sets to stay under %.1f GB", len(removed), self.max_bytes / 1e9)
+        return removed
 
 

@@ -37,6 +37,7 @@ import numpy as np
 
 from videploy.bundle.bundle import Bundle, BundleLike
 from videploy.bundle.manifest import GraphSpec
+from videploy.cache import cache_root
 from videploy.errors import VideployError
 from videploy.optional import require
 from videploy.runtime.backends.base import BATCH, Backend
@@ -96,7 +97,7 @@ def trt_cache_dir(bundle: Bundle) -> Path:
     if os.access(bundle.root, os.W_OK):
         return inside
     key = hashlib.sha256(str(bundle.root.resolve()).encode()).hexdigest()[:16]
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "videploy" / "ort-trt" / key
+    return cache_root() / "ort-trt" / key
 
 
 def provider_options(bundle: Bundle, graph: GraphSpec, device: str, precision: str | None, device_id: int = 0) -> list[dict[str, Any]]:
