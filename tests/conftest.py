@@ -13,13 +13,9 @@ REPO = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="session", autouse=True)
 def _private_cache(tmp_path_factory):
     """Demo clips, calibration inputs and engines go to a cache of this session's own, never ~/.cache."""
-    old = os.environ.get("VIDEPLOY_CACHE")
-    os.environ["VIDEPLOY_CACHE"] = str(tmp_path_factory.mktemp("videploy-cache"))
-    yield
-    if old is None:
-        os.environ.pop("VIDEPLOY_CACHE", None)
-    else:
-        os.environ["VIDEPLOY_CACHE"] = old
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("VIDEPLOY_CACHE", str(tmp_path_factory.mktemp("videploy-cache")))
+        yield
 
 
 def reference_dir() -> Path:

@@ -22,6 +22,7 @@ skipped with its reason when torch is missing.
 
 from __future__ import annotations
 
+import math
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -50,6 +51,7 @@ from videploy.bundle.bundle import Bundle, BundleLike
 from videploy.calibration.fit_on_videos import ExitThresholds, resolve_exit_thresholds
 from videploy.bundle.manifest import Manifest
 from videploy.errors import VideployError
+from videploy.runtime.adaptive import AdaptiveRunner
 from videploy.runtime.backends import BackendSpec
 from videploy.jsonsafe import encode_float
 from videploy.runtime.recognizer import Recognizer
@@ -390,10 +392,6 @@ def _bench_whole_model(
     forced, on each backend (interleaved). A graph timed alone, between other backends' calls, runs
     colder than inside the chain, where a local step follows a local step; this is the number a
     video costs."""
-    import math
-
-    from videploy.runtime.adaptive import AdaptiveRunner
-
     never = [-math.inf] * (manifest.early_exit.num_steps + 1)
     gflops = float(manifest.early_exit.exit_gflops[-1])
     runners = {s.name: AdaptiveRunner(s.backend) for s in running}

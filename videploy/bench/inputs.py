@@ -68,13 +68,13 @@ def write_clip_files(sources: Sequence[str | Path], count: int, length: int, out
         src = str(sources[i % len(sources)])
         turn = i // len(sources)
         cap = cv2.VideoCapture(src)
+        writer = None
         try:
             n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
             fps = cap.get(cv2.CAP_PROP_FPS) or 25.0
             start = (turn * length // 3) % max(1, n - length) if n > length else 0
             cap.set(cv2.CAP_PROP_POS_FRAMES, start)
             path = Path(out) / f"clip{i:03d}.mp4"
-            writer = None
             for _ in range(length):
                 ok, frame = cap.read()
                 if not ok:
@@ -85,8 +85,9 @@ def write_clip_files(sources: Sequence[str | Path], count: int, length: int, out
                 writer.write(np.ascontiguousarray(frame))
         finally:
             cap.release()
+            if writer is not None:
+                writer.release()  # also when reading fails half-way: no open file handle left behind
         if writer is not None:
-            writer.release()
             clips.append(str(path))
     if not clips:
         raise VideployError(f"no frames could be read from {', '.join(str(s) for s in sources)} to write benchmark clips")

@@ -25,9 +25,9 @@ What it measures:
                     backend that cannot run here is skipped with a one-line reason.
   decode            OpenCV decode + sampling + resize/crop/normalise of one video, separately,
                     so you see where the time goes (no backend makes decoding faster).
-  end to end        on --videos distinct clip files (96 frames each) cut from --video (the sample
-                    video by default) into a temporary directory, with
-                    the first backend that runs: decoding alone, the model alone, and both as
+  end to end        on --videos distinct clip files (96 frames each, in a temporary directory)
+                    cut from --video (the sample video by default), with the first backend
+                    that runs: decoding alone, the model alone, and both as
                     'videploy predict' runs them (--decode-workers threads decoding ahead, and
                     inline); 'vs slower stage' = end-to-end throughput / the slower stage's.
                     AdaFocusV3: every step and early exit, focus frames prepared only for the
